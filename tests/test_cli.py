@@ -1,0 +1,32 @@
+"""The command line: help, vocode, and one-line errors."""
+
+import pytest
+
+from audiodiff.audio import load_audio, save_audio
+from audiodiff.cli import main
+
+
+def test_help_lists_commands(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "vocode" in out
+
+
+@pytest.mark.parametrize("vocoder", ["griffinlim", "hifigan"])
+def test_vocode_writes_audio(tmp_path, chirp, vocoder, capsys):
+    wav, sr = chirp
+    src = save_audio(tmp_path / "in.flac", wav[:, :11025], sr)
+    assert main(["vocode", str(src), "-o", str(tmp_path / "out.wav"), "--vocoder", vocoder]) == 0
+    out, out_sr = load_audio(tmp_path / "out.wav")
+    assert out_sr == 22050 and out.shape[-1] == (11025 // 256) * 256 and out.abs().max() > 0.01
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_vocode_errors_are_one_line(tmp_path, capsys):
+    assert main(["vocode", str(tmp_path / "missing.wav"), "-o", str(tmp_path / "o.wav")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: audio file not found") and "Traceback" not in err
+    (tmp_path / "bad.wav").write_text("nope")
+    assert main(["vocode", str(tmp_path / "bad.wav"), "-o", str(tmp_path / "o.wav")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    assert not (tmp_path / "o.wav").exists()

@@ -1,0 +1,103 @@
+"""Configs round-trip through strict JSON; components save and load through safetensors."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from audiodiff.audio import MelConfig
+from audiodiff.config import Config, ConfigError, register_config
+from audiodiff.hub import load_component, register_model, resolve_pretrained, save_component
+
+
+@register_config
+@dataclasses.dataclass(frozen=True)
+class _TinyConfig(Config):
+    mel: MelConfig = dataclasses.field(default_factory=MelConfig)
+    widths: tuple[int, ...] = (4, 8)
+    scale: float = 1.0
+
+
+@register_model(_TinyConfig)
+class _Tiny(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(config.widths, config.widths[1:]))
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x * self.config.scale
+
+
+def test_json_round_trip_nested_and_tuples():
+    c = _TinyConfig(mel=MelConfig(n_mels=64), widths=(4, 6, 8), scale=2)
+    back = _TinyConfig.from_json(c.to_json())
+    assert back == c and isinstance(back.widths, tuple) and isinstance(back.scale, float)
+    data = json.loads(c.to_json())
+    assert data["format_version"] == 1 and data["type"] == "_TinyConfig"
+
+
+def test_unknown_key_is_an_error():
+    data = json.loads(MelConfig().to_json())
+    data["hop_lenght"] = 128
+    with pytest.raises(ConfigError, match="hop_lenght"):
+        MelConfig.from_dict(data)
+
+
+def test_newer_format_version_is_refused():
+    data = json.loads(MelConfig().to_json())
+    data["format_version"] = 99
+    with pytest.raises(ConfigError, match="newer"):
+        MelConfig.from_dict(data)
+
+
+def test_wrong_type_is_refused():
+    with pytest.raises(ConfigError, match="expected a MelConfig"):
+        MelConfig.from_json(_TinyConfig().to_json())
+
+
+def test_save_load_identical_outputs(tmp_path):
+    model = _Tiny(_TinyConfig(widths=(4, 16, 3)))
+    save_component(model, tmp_path / "m")
+    back = load_component(tmp_path / "m")
+    x = torch.randn(5, 4)
+    assert isinstance(back, _Tiny) and back.config == model.config
+    assert torch.equal(back(x), model(x))
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_fp16_storage_loads_into_fp32(tmp_path):
+    model = _Tiny(_TinyConfig())
+    save_component(model, tmp_path / "m", dtype=torch.float16)
+    back = load_component(tmp_path / "m")
+    assert back.layers[0].weight.dtype == torch.float32
+    assert torch.allclose(back.layers[0].weight, model.layers[0].weight, atol=1e-3)
+
+
+def test_strict_loading_names_the_keys(tmp_path):
+    save_component(_Tiny(_TinyConfig(widths=(4, 8, 8))), tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["widths"] = [4, 8]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="unexpected.*layers.1"):
+        load_component(tmp_path / "m")
+
+
+def test_not_safetensors_is_refused_without_unpickling(tmp_path):
+    save_component(_Tiny(_TinyConfig()), tmp_path / "m")
+    torch.save({"x": 1}, tmp_path / "m" / "model.safetensors")  # a pickle in disguise
+    with pytest.raises(ValueError, match="not a valid safetensors"):
+        load_component(tmp_path / "m")
+
+
+def test_resolve_pretrained(tmp_path, monkeypatch):
+    assert resolve_pretrained(tmp_path) == tmp_path
+    with pytest.raises(FileNotFoundError, match="not found"):
+        resolve_pretrained(tmp_path / "missing")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="could not be fetched"):
+        resolve_pretrained("nobody-here/no-such-model")

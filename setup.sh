@@ -25,5 +25,5 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"
 # Test-only reference implementations, installed without their (heavy, unused) dependencies.
-.venv/bin/python -m pip install -q --no-deps "k-diffusion==0.1.1.post1"
+.venv/bin/python -m pip install -q --no-deps "k-diffusion==0.1.1.post1" "torchsde==0.2.6" "torchdiffeq==0.2.5" trampoline
 echo "setup: done ($(du -sh .venv | cut -f1) in .venv)"

@@ -1,0 +1,242 @@
+"""Stateless samplers in sigma space (the EDM formulation, Karras et al. 2022).
+
+Every sampler has ONE signature::
+
+    sample_xxx(denoise, x, sigmas, *, callback=None, generator=None, **options) -> x0
+
+denoise: ``denoise(x, sigma) -> x0_hat``, x (B, ...) and sigma (B,); it returns the clean
+    estimate shaped like x. Pipelines wrap the model here: classifier-free guidance
+    (:func:`audiodiff.diffusion.guidance.cfg_denoise`), conditioning, and inpainting, which
+    replaces the known region of ``x0_hat`` by the known audio (every update below is
+    ``x_next = x0_hat + sigma_next * (...)``, so the known region then follows the right noise
+    level at every step).
+x: the initial sample, already at noise level ``sigmas[0]`` (``sigmas[0] * noise``, or a noised
+    input for audio-to-audio), any layout with the batch first.
+sigmas: (num_steps + 1,) strictly decreasing, >= 0, normally ending in 0 (see ``schedules.py``); any
+    num_steps >= 0 works (0 steps returns x unchanged). A step into sigma = 0 returns the
+    denoised estimate.
+callback: called once per step, before the update, with
+    ``dict(i=step, x=x_at_step, sigma=sigmas[i], sigma_next=sigmas[i+1], denoised=x0_hat)``
+    (progress bars, previews). It must not modify x.
+generator: CPU generator(s) for the stochastic samplers (see ``noise.randn_like_cpu``):
+    a seed gives the same result on every device. Deterministic samplers ignore it.
+
+Step coefficients are computed as Python floats in float64 from the (CPU) schedule, so the
+samplers never synchronise with an accelerator and run in any dtype x has.
+Nothing is stored between calls: a run can be split (``sigmas[:k+1]`` then ``sigmas[k:]``) for
+the deterministic first-order samplers and Heun with the same result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from audiodiff.diffusion.noise import randn_like_cpu
+
+Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Callback = Callable[[dict[str, Any]], None]
+Generator = torch.Generator | Sequence[torch.Generator] | None
+Sampler = Callable[..., torch.Tensor]
+
+
+def _sigma_list(sigmas: torch.Tensor | Sequence[float]) -> list[float]:
+    """Validate a schedule and return it as Python floats."""
+    values = torch.as_tensor(sigmas).detach().to("cpu", torch.float64)
+    if values.ndim != 1 or values.numel() < 1:
+        raise ValueError(
+            f"sigmas must be a 1-D schedule with at least 1 element, got shape {tuple(values.shape)}"
+        )
+    out = values.tolist()
+    if not all(math.isfinite(s) and s >= 0 for s in out):
+        raise ValueError(f"sigmas must be finite and >= 0, got {out}")
+    if any(b >= a for a, b in zip(out, out[1:])):
+        raise ValueError(f"sigmas must be strictly decreasing, got {out}")
+    if len(out) > 1 and out[0] == 0:
+        raise ValueError("sigmas[0] is 0: there is nothing to denoise")
+    return out
+
+
+def _sigma_batch(sigma: float, x: torch.Tensor) -> torch.Tensor:
+    # float32 (float64 for float64 x) even when x is bf16/fp16: sigma feeds log() and c_* terms.
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    return torch.full((x.shape[0],), sigma, device=x.device, dtype=dtype)
+
+
+def _denoised(denoise: Denoise, x: torch.Tensor, sigma: float) -> torch.Tensor:
+    out = denoise(x, _sigma_batch(sigma, x))
+    if out.shape != x.shape:
+        raise ValueError(f"denoise returned shape {tuple(out.shape)} for input {tuple(x.shape)}")
+    return out.to(x.dtype)
+
+
+def _report(callback: Callback | None, i: int, x, sigma: float, sigma_next: float, denoised) -> None:
+    if callback is not None:
+        callback({"i": i, "x": x, "sigma": sigma, "sigma_next": sigma_next, "denoised": denoised})
+
+
+def _euler_update(x: torch.Tensor, denoised: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+    """One Euler step of the probability-flow ODE dx/dsigma = (x - D) / sigma (Karras eq. 3).
+
+    Written as ``D + (sigma_next / sigma) * (x - D)``, which is exact at sigma_next = 0.
+    """
+    return denoised + (sigma_next / sigma) * (x - denoised)
+
+
+@torch.no_grad()
+def sample_euler(
+    denoise: Denoise,
+    x: torch.Tensor,
+    sigmas: torch.Tensor | Sequence[float],
+    *,
+    callback: Callback | None = None,
+    generator: Generator = None,
+    **kw: Any,
+) -> torch.Tensor:
+    """First-order Euler on the probability-flow ODE (Karras et al. 2022, Alg. 1 without the
+    Heun correction). One denoiser call per step. Returns x at ``sigmas[-1]``, shaped like x."""
+    _no_options("euler", kw)
+    s = _sigma_list(sigmas)
+    for i in range(len(s) - 1):
+        denoised = _denoised(denoise, x, s[i])
+        _report(callback, i, x, s[i], s[i + 1], denoised)
+        x = _euler_update(x, denoised, s[i], s[i + 1])
+    return x
+
+
+@torch.no_grad()
+def sample_heun(
+    denoise: Denoise,
+    x: torch.Tensor,
+    sigmas: torch.Tensor | Sequence[float],
+    *,
+    callback: Callback | None = None,
+    generator: Generator = None,
+    **kw: Any,
+) -> torch.Tensor:
+    """Second-order Heun (trapezoidal) ODE solver (Karras et al. 2022, Alg. 1, deterministic).
+
+    Two denoiser calls per step, except the step into sigma = 0, where the correction would
+    divide by zero and is an Euler step instead (one call). Returns x at ``sigmas[-1]``.
+    """
+    _no_options("heun", kw)
+    s = _sigma_list(sigmas)
+    for i in range(len(s) - 1):
+        sigma, sigma_next = s[i], s[i + 1]
+        denoised = _denoised(denoise, x, sigma)
+        _report(callback, i, x, sigma, sigma_next, denoised)
+        d = (x - denoised) / sigma
+        x_euler = x + (sigma_next - sigma) * d
+        if sigma_next == 0:
+            x = x_euler
+            continue
+        denoised_next = _denoised(denoise, x_euler, sigma_next)
+        d_next = (x_euler - denoised_next) / sigma_next
+        x = x + (sigma_next - sigma) * 0.5 * (d + d_next)
+    return x
+
+
+@torch.no_grad()
+def sample_dpmpp_2m(
+    denoise: Denoise,
+    x: torch.Tensor,
+    sigmas: torch.Tensor | Sequence[float],
+    *,
+    callback: Callback | None = None,
+    generator: Generator = None,
+    **kw: Any,
+) -> torch.Tensor:
+    """DPM-Solver++(2M), the multistep second-order data-prediction solver (Lu et al. 2022,
+    "DPM-Solver++", Alg. 2), written for sigma space (alpha = 1, lambda = -log sigma).
+
+    With ``h_i = log(sigma_i / sigma_{i+1})`` and ``r = h_{i-1} / h_i``, each step is
+
+        x_{i+1} = (sigma_{i+1} / sigma_i) x_i + (1 - sigma_{i+1} / sigma_i) D',
+        D' = (1 + 1/(2r)) D_i - 1/(2r) D_{i-1},
+
+    first order (D' = D_i) on the first step and on the step into sigma = 0, where h is
+    infinite. One denoiser call per step. Returns x at ``sigmas[-1]``.
+    """
+    _no_options("dpmpp_2m", kw)
+    s = _sigma_list(sigmas)
+    old_denoised: torch.Tensor | None = None
+    for i in range(len(s) - 1):
+        sigma, sigma_next = s[i], s[i + 1]
+        denoised = _denoised(denoise, x, sigma)
+        _report(callback, i, x, sigma, sigma_next, denoised)
+        if old_denoised is None or sigma_next == 0:
+            target = denoised
+        else:
+            h = math.log(sigma / sigma_next)
+            h_last = math.log(s[i - 1] / sigma)
+            half_inv_r = h / (2.0 * h_last)
+            target = (1.0 + half_inv_r) * denoised - half_inv_r * old_denoised
+        ratio = sigma_next / sigma
+        x = ratio * x + (1.0 - ratio) * target
+        old_denoised = denoised
+    return x
+
+
+@torch.no_grad()
+def sample_ddim(
+    denoise: Denoise,
+    x: torch.Tensor,
+    sigmas: torch.Tensor | Sequence[float],
+    *,
+    callback: Callback | None = None,
+    generator: Generator = None,
+    eta: float = 0.0,
+    **kw: Any,
+) -> torch.Tensor:
+    """DDIM (Song et al. 2021) rewritten in sigma space; ``eta`` in [0, 1] sets the noise.
+
+    With ``eps = (x - D) / sigma``, a step is ``x_next = D + sigma_down * eps + sigma_up * z``,
+    ``z ~ N(0, I)`` fresh from ``generator`` on the CPU, where
+
+        sigma_up = eta * sigma_next * sqrt(sigma^2 - sigma_next^2) / sigma,
+        sigma_down = sqrt(sigma_next^2 - sigma_up^2).
+
+    This is DDIM's variance ``sigma_t(eta)`` mapped through ``x_VE = x_VP / sqrt(alpha_bar)``,
+    ``sigma^2 = (1 - alpha_bar) / alpha_bar`` (it does not depend on the VP schedule). eta = 0
+    is deterministic and equals :func:`sample_euler` exactly (``x_next = D + sigma_next * eps``
+    is Euler's update); eta = 1 is DDPM-like ancestral sampling. Returns x at ``sigmas[-1]``.
+    """
+    _no_options("ddim", kw)
+    eta = float(eta)
+    if not (math.isfinite(eta) and 0.0 <= eta <= 1.0):
+        raise ValueError(f"ddim eta must be in [0, 1], got {eta}")
+    s = _sigma_list(sigmas)
+    for i in range(len(s) - 1):
+        sigma, sigma_next = s[i], s[i + 1]
+        denoised = _denoised(denoise, x, sigma)
+        _report(callback, i, x, sigma, sigma_next, denoised)
+        sigma_up = eta * sigma_next * math.sqrt(max(sigma**2 - sigma_next**2, 0.0)) / sigma
+        sigma_down = math.sqrt(max(sigma_next**2 - sigma_up**2, 0.0))
+        x = _euler_update(x, denoised, sigma, sigma_down)
+        if sigma_up > 0:
+            x = x + sigma_up * randn_like_cpu(x, generator)
+    return x
+
+
+def _no_options(name: str, kw: dict[str, Any]) -> None:
+    if kw:
+        raise TypeError(f"sampler {name!r} got unexpected options: {sorted(kw)}")
+
+
+SAMPLERS: dict[str, Sampler] = {
+    "euler": sample_euler,
+    "heun": sample_heun,
+    "dpmpp_2m": sample_dpmpp_2m,
+    "ddim": sample_ddim,
+}
+
+
+def get_sampler(name: str) -> Sampler:
+    """The sampler function registered under ``name`` (see :data:`SAMPLERS`)."""
+    try:
+        return SAMPLERS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown sampler {name!r}; known samplers: {', '.join(sorted(SAMPLERS))}") from None

@@ -36,6 +36,60 @@ def _cmd_vocode(args: argparse.Namespace) -> None:
     print(f"wrote {path} ({seconds:.2f} s of audio, {args.vocoder}, {seconds / elapsed:.1f}x real time)")
 
 
+def output_paths(output: str, n: int) -> list[Path]:
+    """OUT.wav for one item; OUT_0.wav, OUT_1.wav, ... for several."""
+    path = Path(output)
+    if n == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}_{i}{path.suffix}") for i in range(n)]
+
+
+def write_outputs(result, output: str) -> None:
+    from .audio import save_audio
+
+    paths = output_paths(output, len(result))
+    for path, wav, seed in zip(paths, result.waveforms, result.seeds):
+        save_audio(path, wav, result.sample_rate)
+        print(f"wrote {path} ({wav.shape[-1] / result.sample_rate:.2f} s, seed {seed})")
+
+
+def load_pipeline(args: argparse.Namespace):
+    from .pipelines import TextToAudioPipeline
+
+    return TextToAudioPipeline.from_pretrained(args.model, device=args.device)
+
+
+def _cmd_generate(args: argparse.Namespace) -> None:
+    from .audio import WRITE_FORMATS
+
+    if Path(args.output).suffix.lower() not in WRITE_FORMATS:
+        raise ValueError(f"output must end in one of {', '.join(WRITE_FORMATS)}, got {args.output}")
+    start = time.perf_counter()
+    pipe = load_pipeline(args)
+    result = pipe(args.prompt, negative_prompt=args.negative, duration_s=args.duration_s,
+                  num_steps=args.steps, guidance_scale=args.guidance, sampler=args.sampler,
+                  seed=args.seed, batch_size=args.n, progress=not args.quiet)
+    write_outputs(result, args.output)
+    s = result.settings
+    print(f"{len(result)} clip(s) in {time.perf_counter() - start:.1f} s "
+          f"({s['sampler']}, {s['num_steps']} steps, guidance {s['guidance_scale']:g})")
+
+
+def add_generation_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by every generating command."""
+    p.add_argument("-o", "--output", default="out.wav", help="output file (.wav/.flac/.ogg); "
+                   "with -n > 1, OUT_0.wav, OUT_1.wav, ...")
+    p.add_argument("-n", type=int, default=1, help="number of clips (default 1)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (model default)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    p.add_argument("--sampler", default=None, help="dpmpp_2m (default), euler, heun or ddim")
+    p.add_argument("--seed", type=int, default=None, help="base seed (clip i uses seed + i)")
+    p.add_argument("--negative", default=None, help="negative prompt: what to steer away from")
+    p.add_argument("--model", default=None, help="model folder or hub id (default: the bundled model)")
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: cpu)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -45,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"audiodiff {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("generate", help="generate audio from a text prompt",
+                       description="Generate audio from a text prompt with a text-to-audio model.")
+    p.add_argument("prompt", help='what to generate, e.g. "heavy rain falling on a roof"')
+    p.add_argument("--duration-s", type=float, default=None, help="seconds of audio (model default: 5)")
+    add_generation_args(p)
+    p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("vocode", help="audio -> mel spectrogram -> audio through a vocoder",
                        description="Round-trip a file through the mel front-end and a vocoder.")

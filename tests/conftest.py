@@ -8,6 +8,11 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 
+# Test models are tiny: one thread avoids oversubscription when pytest shares the machine,
+# which made millisecond forwards take seconds. Benchmarks set their own thread counts.
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

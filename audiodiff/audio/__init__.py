@@ -2,6 +2,7 @@
 
 from .features import Chroma, MelConfig, MelSpectrogram, denormalize_mel, normalize_mel
 from .io import (
+    WRITE_FORMATS,
     AudioError,
     check_waveform,
     load_audio,
@@ -14,7 +15,7 @@ from .io import (
 )
 
 __all__ = [
-    "AudioError", "Chroma", "MelConfig", "MelSpectrogram", "check_waveform", "denormalize_mel",
+    "AudioError", "WRITE_FORMATS", "Chroma", "MelConfig", "MelSpectrogram", "check_waveform", "denormalize_mel",
     "load_audio", "loudness", "loudness_normalize", "normalize_mel", "peak_normalize", "resample",
     "save_audio", "to_mono",
 ]

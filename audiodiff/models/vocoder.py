@@ -160,9 +160,10 @@ class GriffinLim(nn.Module):
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
         c = self._mel_config
         mel = torch.exp(log_mel.float())
-        mag = torch.matmul(self.inverse_basis, mel).clamp_min(0.0)
+        # Phase recovery runs in float32 whatever dtype the pipeline moved us to.
+        mag = torch.matmul(self.inverse_basis.float(), mel).clamp_min(0.0)
         n_frames = log_mel.shape[-1]
-        wav = AF.griffinlim(mag, self.window, c.n_fft, c.hop_length, c.win_length, power=1.0,
+        wav = AF.griffinlim(mag, self.window.float(), c.n_fft, c.hop_length, c.win_length, power=1.0,
                             n_iter=self.n_iter, momentum=self.momentum, length=None, rand_init=False)
         # torchaudio centres frame n on sample n*hop; our mel centres it on n*hop + hop/2.
         wav = F.pad(wav, (c.hop_length // 2, 0))

@@ -1,0 +1,211 @@
+"""What every diffusion pipeline shares: argument checks, seeds, guided sampling, saving.
+
+A pipeline owns inference-time components only (network, conditioners, vocoder); optimisers,
+EMA and discriminators live in ``audiodiff.training``. Generation settings are arguments of
+the call, never state on the object, so one pipeline serves concurrent requests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..conditioning.base import Conditioning
+from ..diffusion import (
+    EDMDenoiser, cfg_denoise, generators_from_seeds, get_sampler, randn_from_seeds, seeds_for_batch,
+)
+
+MAX_STEPS = 1000
+MAX_BATCH = 256
+
+
+@dataclasses.dataclass
+class AudioOutput:
+    """Generated audio and everything needed to reproduce it.
+
+    waveforms: (B, C, T) float32 on the CPU, in [-1, 1].
+    sample_rate: Hz.
+    seeds: the seed of each item (rerun with ``seed=seeds[i], batch_size=1`` to get item i).
+    prompts: the prompt of each item.
+    settings: the generation settings actually used (defaults filled in).
+    """
+
+    waveforms: torch.Tensor
+    sample_rate: int
+    seeds: list[int]
+    prompts: list[str]
+    settings: dict[str, Any]
+
+    def __len__(self) -> int:
+        return self.waveforms.shape[0]
+
+
+def check_positive_int(name: str, value: Any, upper: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if upper is not None and value > upper:
+        raise ValueError(f"{name} must be at most {upper}, got {value}")
+    return value
+
+
+def check_duration(duration_s: Any, max_duration_s: float, min_duration_s: float) -> float:
+    try:
+        duration_s = float(duration_s)
+    except (TypeError, ValueError):
+        raise ValueError(f"duration_s must be a number of seconds, got {duration_s!r}") from None
+    if not math.isfinite(duration_s) or duration_s <= 0:
+        raise ValueError(f"duration_s must be a positive number of seconds, got {duration_s}")
+    if duration_s < min_duration_s or duration_s > max_duration_s:
+        raise ValueError(f"duration_s must be between {min_duration_s:g} and {max_duration_s:g} s "
+                         f"for this model, got {duration_s:g}")
+    return duration_s
+
+
+def check_guidance(guidance_scale: Any) -> float:
+    try:
+        value = float(guidance_scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"guidance_scale must be a number, got {guidance_scale!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale!r}")
+    return value
+
+
+def normalize_prompts(prompt: str | Sequence[str] | None, allow_none: bool = False) -> list[str] | None:
+    if prompt is None:
+        if allow_none:
+            return None
+        raise ValueError("prompt is empty; describe the sound you want, e.g. 'rain on a tin roof'")
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    if not prompts:
+        raise ValueError("prompt list is empty")
+    for p in prompts:
+        if not isinstance(p, str):
+            raise ValueError(f"prompts must be strings, got {type(p).__name__}")
+        if not p.strip():
+            raise ValueError("prompt is empty; describe the sound you want, e.g. 'rain on a tin roof'")
+    return prompts
+
+
+def make_seeds(seed: int | Sequence[int] | None, n: int) -> list[int]:
+    """Per-item seeds: a given base seed s gives s, s+1, ...; None draws a fresh random base."""
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    if isinstance(seed, (list, tuple)):
+        if len(seed) != n:
+            raise ValueError(f"got {len(seed)} seeds for {n} items")
+        return [int(s) for s in seed]
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return seeds_for_batch(seed, n)
+
+
+def module_device(module: nn.Module) -> torch.device:
+    for p in module.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def module_dtype(module: nn.Module) -> torch.dtype:
+    for p in module.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
+def guided_sample(
+    denoiser: EDMDenoiser,
+    shape_per_item: Sequence[int],
+    seeds: list[int],
+    sigmas: torch.Tensor,
+    cond: Conditioning,
+    uncond: Conditioning,
+    guidance_scale: float,
+    sampler: str,
+    device: torch.device,
+    progress: bool = False,
+    callback: Callable[[dict], None] | None = None,
+    init: torch.Tensor | None = None,
+    sampler_options: dict | None = None,
+) -> torch.Tensor:
+    """Run a sampler with classifier-free guidance from seeded noise; returns x0 (B, *shape).
+
+    init: a clean starting point (audio-to-audio); it is noised to ``sigmas[0]`` with the seeded
+    noise. Without it sampling starts from pure noise at ``sigmas[0]``.
+    """
+    sample = get_sampler(sampler)
+    noise = randn_from_seeds(shape_per_item, seeds, device=device, dtype=torch.float32)
+    x = noise * float(sigmas[0]) if init is None else init.to(device, torch.float32) + noise * float(sigmas[0])
+    steps = len(sigmas) - 1
+    if steps == 0:
+        return x
+    # The sampler's own fresh noise (DDIM eta > 0) is seeded per item too, so an item's audio
+    # does not depend on the batch it was generated in.
+    generator = generators_from_seeds([s + 7919 for s in seeds])
+    denoise = cfg_denoise(denoiser, cond, uncond, guidance_scale)
+    bar = tqdm(total=steps, desc="sampling", unit="step", disable=not progress, leave=False)
+
+    def report(info: dict) -> None:
+        bar.update(1)
+        if callback is not None:
+            callback(info)
+
+    try:
+        with torch.inference_mode():
+            x = sample(denoise, x, sigmas.to(torch.float64), callback=report, generator=generator,
+                       **(sampler_options or {}))
+    finally:
+        bar.close()
+    return x
+
+
+@dataclasses.dataclass
+class Request:
+    """One generation call with every default filled in and every argument checked."""
+
+    prompts: list[str]            # one per item (each prompt repeated batch_size times)
+    negatives: list[str] | None   # one per item, or None for the learned null condition
+    seeds: list[int]              # one per item
+    duration_s: float
+    num_steps: int
+    guidance_scale: float
+    sampler: str
+
+    def settings(self) -> dict[str, Any]:
+        return dict(duration_s=self.duration_s, num_steps=self.num_steps, guidance_scale=self.guidance_scale,
+                    sampler=self.sampler, negative_prompts=self.negatives)
+
+
+def resolve_request(config: Any, prompt, negative_prompt, duration_s, num_steps, guidance_scale, sampler,
+                    seed, batch_size) -> Request:
+    """Check a call's arguments against a pipeline config's limits and fill in its defaults.
+
+    ``config`` has min/max/default_duration_s, default_steps, default_guidance_scale and
+    default_sampler.
+    """
+    duration_s = check_duration(config.default_duration_s if duration_s is None else duration_s,
+                                config.max_duration_s, config.min_duration_s)
+    num_steps = check_positive_int("num_steps", config.default_steps if num_steps is None else num_steps, MAX_STEPS)
+    guidance_scale = check_guidance(config.default_guidance_scale if guidance_scale is None else guidance_scale)
+    sampler = config.default_sampler if sampler is None else sampler
+    get_sampler(sampler)
+    check_positive_int("batch_size", batch_size, MAX_BATCH)
+    base = normalize_prompts(prompt)
+    prompts = [p for p in base for _ in range(batch_size)]
+    negatives = normalize_prompts(negative_prompt, allow_none=True)
+    if negatives is not None:
+        if len(negatives) == 1:
+            negatives = negatives * len(prompts)
+        elif len(negatives) == len(base):
+            negatives = [n for n in negatives for _ in range(batch_size)]
+        else:
+            raise ValueError(f"got {len(negatives)} negative prompts for {len(base)} prompts")
+    return Request(prompts, negatives, make_seeds(seed, len(prompts)), duration_s, num_steps,
+                   guidance_scale, sampler)

@@ -1,0 +1,217 @@
+"""Text -> mel (UNetMel + EDM sampling with classifier-free guidance) -> waveform (vocoder).
+
+Folder format (``save_pretrained`` / ``from_pretrained``)::
+
+    pipeline.json        TextToAudioConfig: mel definition, noise schedule, defaults, vocoder
+    unet/                config.json + model.safetensors (UNetMel)
+    text/                config.json + model.safetensors (the learned null condition)
+    vocoder/             only when the vocoder is not a packaged one (referenced by name)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..audio.features import MelConfig, denormalize_mel
+from ..conditioning.base import Conditioning
+from ..conditioning.text import TextConditioner
+from ..config import Config, ConfigError, check, register_config
+from ..diffusion import EDMDenoiser, NoiseScheduleConfig, get_sampler
+from ..hub import load_component, resolve_pretrained, save_component
+from ..models.unet_mel import UNetMel
+from ..models.vocoder import BUILTIN_VOCODERS, HiFiGAN, check_mel_match, load_vocoder
+from .base import AudioOutput, Request, guided_sample, module_device, module_dtype, resolve_request
+
+PIPELINE_CONFIG = "pipeline.json"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "default"
+
+
+@register_config
+@dataclasses.dataclass(frozen=True)
+class TextToAudioConfig(Config):
+    """Settings of a text-to-audio pipeline that are not a component's own."""
+
+    mel: MelConfig = dataclasses.field(default_factory=MelConfig)
+    schedule: NoiseScheduleConfig = dataclasses.field(default_factory=NoiseScheduleConfig)
+    # A packaged vocoder name ("hifigan-universal", "griffinlim") or "vocoder" (the subfolder).
+    vocoder: str = "hifigan-universal"
+    # Longest generation accepted; the UNet is fully convolutional in time, so this is a memory
+    # and quality bound, not an architectural one.
+    max_duration_s: float = 60.0
+    min_duration_s: float = 0.1
+    default_duration_s: float = 5.0
+    default_steps: int = 25
+    default_guidance_scale: float = 3.0
+    default_sampler: str = "dpmpp_2m"
+
+    def __post_init__(self):
+        check(0 < self.min_duration_s <= self.default_duration_s <= self.max_duration_s,
+              "TextToAudioConfig needs 0 < min_duration_s <= default_duration_s <= max_duration_s")
+        check(self.default_steps >= 1, "TextToAudioConfig.default_steps must be >= 1")
+        check(self.default_guidance_scale >= 0, "TextToAudioConfig.default_guidance_scale must be >= 0")
+        get_sampler(self.default_sampler)
+
+
+class TextToAudioPipeline:
+    """Generate audio from text prompts.
+
+    >>> pipe = TextToAudioPipeline.from_pretrained()            # the bundled default model
+    >>> out = pipe("heavy rain on a tin roof", duration_s=5, seed=0)
+    >>> out.waveforms.shape, out.sample_rate                     # (1, 1, 110250), 22050
+    """
+
+    def __init__(self, unet: UNetMel, text: TextConditioner, vocoder: nn.Module,
+                 config: TextToAudioConfig | None = None):
+        self.config = config = config or TextToAudioConfig()
+        if unet.config.n_mels != config.mel.n_mels:
+            raise ConfigError(f"the UNet takes {unet.config.n_mels} mels, the pipeline's mel has {config.mel.n_mels}")
+        if unet.config.text_dim not in (0, text.config.dim):
+            raise ConfigError(f"the UNet's text_dim {unet.config.text_dim} != text encoder dim {text.config.dim}")
+        check_mel_match(vocoder.mel_config, config.mel)
+        self.unet = unet.eval()
+        self.text = text.eval()
+        self.vocoder = vocoder.eval()
+        self.denoiser = EDMDenoiser(self.unet, sigma_data=config.schedule.sigma_data)
+
+    # ------------------------------------------------------------------ loading and saving
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike | None = None,
+                        device: torch.device | str | None = None,
+                        dtype: torch.dtype | None = None) -> TextToAudioPipeline:
+        """Load a pipeline folder (or hub id); None loads the model bundled with audiodiff."""
+        if name_or_path is None:
+            if not (DEFAULT_MODEL_DIR / PIPELINE_CONFIG).is_file():
+                raise FileNotFoundError(f"the bundled default model is missing from {DEFAULT_MODEL_DIR}; "
+                                        "reinstall audiodiff or pass a model folder")
+            folder = DEFAULT_MODEL_DIR
+        else:
+            folder = resolve_pretrained(name_or_path)
+        if not (folder / PIPELINE_CONFIG).is_file():
+            raise FileNotFoundError(f"{folder} has no {PIPELINE_CONFIG}: not a text-to-audio pipeline folder")
+        config = TextToAudioConfig.load(folder / PIPELINE_CONFIG)
+        unet = load_component(folder / "unet", expected=UNetMel)
+        text = load_component(folder / "text", expected=TextConditioner)
+        if config.vocoder in BUILTIN_VOCODERS:
+            vocoder = load_vocoder(config.vocoder, mel_config=config.mel)
+        else:
+            vocoder = load_vocoder(folder / config.vocoder, mel_config=config.mel)
+        return cls(unet, text, vocoder, config).to(device, dtype)
+
+    def save_pretrained(self, folder: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+        """Write the pipeline folder; ``dtype=torch.float16`` halves its size."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_component(self.unet, folder / "unet", dtype=dtype)
+        save_component(self.text, folder / "text", dtype=dtype)
+        config = self.config
+        if isinstance(self.vocoder, HiFiGAN) and config.vocoder not in BUILTIN_VOCODERS:
+            save_component(self.vocoder, folder / "vocoder", dtype=dtype)
+            config = config.replace(vocoder="vocoder")
+        config.save(folder / PIPELINE_CONFIG)
+        return folder
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> TextToAudioPipeline:
+        """Move the networks; ``dtype`` (bf16/fp16 on GPUs) applies to the UNet and the vocoder."""
+        self.unet.to(device=device, dtype=dtype)
+        self.vocoder.to(device=device, dtype=dtype)
+        self.text.to(device=device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return module_device(self.unet)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.mel.sample_rate
+
+    # ------------------------------------------------------------------ generation
+    def encode_prompts(self, prompts: list[str], negative: list[str] | None) -> tuple[Conditioning, Conditioning]:
+        cond = self.text(prompts)
+        uncond = self.text.null(len(prompts)) if negative is None else self.text(negative)
+        return cond, uncond
+
+    def frame_condition(self, batch: int, n_frames: int) -> torch.Tensor | None:
+        """Frame-aligned inputs for a text-only call: zeros ("absent") when the UNet has any."""
+        channels = self.unet.config.cond_channels
+        if channels == 0:
+            return None
+        return torch.zeros(batch, channels, self.config.mel.n_mels, n_frames,
+                           device=self.device, dtype=module_dtype(self.unet))
+
+    def generate_mel(
+        self,
+        prompt: str | Sequence[str],
+        negative_prompt: str | Sequence[str] | None = None,
+        duration_s: float | None = None,
+        num_steps: int | None = None,
+        guidance_scale: float | None = None,
+        sampler: str | None = None,
+        seed: int | Sequence[int] | None = None,
+        batch_size: int = 1,
+        progress: bool = False,
+        callback: Callable[[dict], None] | None = None,
+        frames: torch.Tensor | None = None,
+        init_mel: torch.Tensor | None = None,
+        sigmas: torch.Tensor | None = None,
+        sampler_options: dict | None = None,
+    ) -> tuple[torch.Tensor, Request]:
+        """Sample normalised log-mels (B, 1, n_mels, N); the building block of every mode."""
+        req = resolve_request(self.config, prompt, negative_prompt, duration_s, num_steps, guidance_scale,
+                              sampler, seed, batch_size)
+        mel = self.config.mel
+        # Enough frames to cover the requested samples; the waveform is cropped to length.
+        n_frames = -(-round(req.duration_s * mel.sample_rate) // mel.hop_length)
+        cond, uncond = self.encode_prompts(req.prompts, req.negatives)
+        frames = self.frame_condition(len(req.prompts), n_frames) if frames is None else frames
+        cond.frames = uncond.frames = frames
+        if sigmas is None:
+            sigmas = self.config.schedule.sigmas(req.num_steps)
+        x = guided_sample(
+            self.denoiser, (self.unet.config.in_channels, mel.n_mels, n_frames), req.seeds, sigmas,
+            cond, uncond, req.guidance_scale, req.sampler, self.device,
+            progress=progress, callback=callback, init=init_mel, sampler_options=sampler_options,
+        )
+        return x, req
+
+    @torch.inference_mode()
+    def decode(self, mel: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
+        """Normalised log-mel (B, 1, n_mels, N) -> waveform (B, 1, T) float32 on the CPU."""
+        log_mel = denormalize_mel(mel[:, 0].float(), self.config.mel)
+        wav = self.vocoder(log_mel.to(module_dtype(self.vocoder)) if list(self.vocoder.parameters()) else log_mel)
+        wav = wav.float().cpu()
+        if num_samples is not None:
+            wav = wav[..., :num_samples]
+        return wav
+
+    def __call__(
+        self,
+        prompt: str | Sequence[str],
+        negative_prompt: str | Sequence[str] | None = None,
+        duration_s: float | None = None,
+        num_steps: int | None = None,
+        guidance_scale: float | None = None,
+        sampler: str | None = None,
+        seed: int | Sequence[int] | None = None,
+        batch_size: int = 1,
+        progress: bool = False,
+        callback: Callable[[dict], None] | None = None,
+    ) -> AudioOutput:
+        """Generate ``batch_size`` clips per prompt; returns waveforms of exactly ``duration_s``.
+
+        prompt: one prompt or a list (each gets ``batch_size`` items).
+        negative_prompt: what to steer away from (replaces the unconditional branch of guidance).
+        guidance_scale: 0 = unconditional, 1 = conditional without guidance, >1 stronger adherence.
+        sampler: "dpmpp_2m" (default), "euler", "heun" or "ddim".
+        seed: base seed (item i uses seed + i) or one seed per item; None picks one (reported).
+        """
+        mel, req = self.generate_mel(prompt, negative_prompt, duration_s, num_steps, guidance_scale,
+                                     sampler, seed, batch_size, progress, callback)
+        wav = self.decode(mel, round(req.duration_s * self.sample_rate))
+        return AudioOutput(wav, self.sample_rate, req.seeds, req.prompts, req.settings())

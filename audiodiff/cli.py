@@ -123,9 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Sub-commands defined in other modules register themselves here (keeps this file small).
 # Their modules import no torch, so `audiodiff --help` stays fast.
+from .data.cli import register as register_prepare  # noqa: E402  (audiodiff prepare ...)
 from .training.cli import register as register_training  # noqa: E402  (train, train-vocoder, export)
 
-_EXTRA_COMMANDS: list = [register_training]
+_EXTRA_COMMANDS: list = [register_training, register_prepare]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,13 @@ with fluidsynth. Each returns files in the audiodiff cache (never the repository
 a caption and a licence; corpus builders with manifests are built on top of these functions.
 
 Sources reserved for evaluation are listed in :mod:`audiodiff.data.reserved`.
+
+Corpus builders (``audiodiff prepare``, see :mod:`audiodiff.data.cli`) live in their own modules
+and are imported from there, so ``import audiodiff.data`` stays light: :mod:`~audiodiff.data.sfx`
+(Debian sound effects), :mod:`~audiodiff.data.music_corpus` (rendered music with melody labels),
+:mod:`~audiodiff.data.local_corpora` (procedural synth, a user's folder),
+:mod:`~audiodiff.data.feature_cache` (mel shards, compact export) and
+:mod:`~audiodiff.data.quality` (spot checks).
 """
 
 from .cache import CACHE_ENV, cache_root

@@ -10,6 +10,7 @@ so a reader never sees a half-unpacked package.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import os
 import re
@@ -205,6 +206,14 @@ def _dep5_paragraphs(text: str) -> list[dict[str, str]]:
     return paragraphs
 
 
+@functools.lru_cache(maxsize=64)
+def _copyright(path: str, mtime_ns: int) -> tuple[str, list[dict[str, str]]]:
+    """A copyright file's text and DEP-5 paragraphs, read once per file version (corpus
+    builders ask for the licence of thousands of files of one package)."""
+    text = Path(path).read_text(errors="replace")
+    return text, _dep5_paragraphs(text)
+
+
 def file_licence(root: str | os.PathLike[str], name: str, path: str | os.PathLike[str]) -> str:
     """Best-effort licence of one file of an unpacked package, from its DEP-5 copyright file.
 
@@ -216,12 +225,12 @@ def file_licence(root: str | os.PathLike[str], name: str, path: str | os.PathLik
     copyright_path = Path(root) / "usr" / "share" / "doc" / name / "copyright"
     if not copyright_path.is_file():
         return "unknown"
-    text = copyright_path.read_text(errors="replace")
+    text, paragraphs = _copyright(str(copyright_path), copyright_path.stat().st_mtime_ns)
     rel = Path(path)
     rel_str = str(rel.relative_to(root)) if rel.is_absolute() else str(rel)
     base = Path(rel_str).name
     licence = None
-    for para in _dep5_paragraphs(text):
+    for para in paragraphs:
         if "Files" not in para or "License" not in para:
             continue
         for pattern in para["Files"].split():

@@ -83,7 +83,7 @@ def test_bad_config_files(tmp_path):
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_example_configs_load(path):
     config = load_train_config(path)
-    assert config.run_dir and (config.data.folder or config.data.manifest)
+    assert config.run_dir and (config.data.folder or config.data.manifest or config.data.features)
 
 
 def test_config_diff_names_dotted_keys():

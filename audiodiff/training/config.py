@@ -47,6 +47,9 @@ class DataConfig(Config):
     # A manifest JSONL (audiodiff.data.manifest) or a folder of audio + captions; exactly one.
     manifest: str = ""
     folder: str = ""
+    # Or a mel feature cache / compact export folder (audiodiff.data.feature_cache): whole-clip
+    # normalised mels and captions, no audio decoding (text_to_audio only; its MelConfig must match).
+    features: str = ""
     train_split: str = "train"
     valid_split: str = "valid"
     # Folder only: fraction of files (by a hash of their path) held out for validation.

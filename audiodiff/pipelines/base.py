@@ -18,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..conditioning.base import Conditioning
+from ..config import ConfigError
 from ..diffusion import (
     EDMDenoiser, cfg_denoise, generators_from_seeds, get_sampler, randn_from_seeds, seeds_for_batch,
 )
@@ -105,6 +106,20 @@ def make_seeds(seed: int | Sequence[int] | None, n: int) -> list[int]:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     return seeds_for_batch(seed, n)
+
+
+def check_text_width(unet: nn.Module, text: nn.Module) -> None:
+    """A UNet reads the text conditioner's embeddings only if their widths agree (0 = no text)."""
+    if unet.config.text_dim not in (0, text.config.dim):
+        raise ConfigError(f"the UNet's text_dim {unet.config.text_dim} != text encoder dim {text.config.dim}")
+
+
+def encode_request(text: nn.Module, req: Request) -> tuple[Conditioning, Conditioning]:
+    """The conditional and unconditional branch of a request: the negative prompts, or the
+    learned null condition when there are none."""
+    cond = text(req.prompts)
+    uncond = text.null(len(req.prompts)) if req.negatives is None else text(req.negatives)
+    return cond, uncond
 
 
 def module_device(module: nn.Module) -> torch.device:

@@ -19,14 +19,16 @@ import torch
 from torch import nn
 
 from ..audio.features import MelConfig, denormalize_mel
-from ..conditioning.base import Conditioning
 from ..conditioning.text import TextConditioner
 from ..config import Config, ConfigError, check, register_config
 from ..diffusion import EDMDenoiser, NoiseScheduleConfig, get_sampler
 from ..hub import load_component, resolve_pretrained, save_component
 from ..models.unet_mel import UNetMel
 from ..models.vocoder import BUILTIN_VOCODERS, HiFiGAN, check_mel_match, load_vocoder
-from .base import AudioOutput, Request, guided_sample, module_device, module_dtype, resolve_request
+from .base import (
+    AudioOutput, Request, check_text_width, encode_request, guided_sample, module_device, module_dtype,
+    resolve_request,
+)
 
 PIPELINE_CONFIG = "pipeline.json"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "default"
@@ -71,8 +73,7 @@ class TextToAudioPipeline:
         self.config = config = config or TextToAudioConfig()
         if unet.config.n_mels != config.mel.n_mels:
             raise ConfigError(f"the UNet takes {unet.config.n_mels} mels, the pipeline's mel has {config.mel.n_mels}")
-        if unet.config.text_dim not in (0, text.config.dim):
-            raise ConfigError(f"the UNet's text_dim {unet.config.text_dim} != text encoder dim {text.config.dim}")
+        check_text_width(unet, text)
         check_mel_match(vocoder.mel_config, config.mel)
         self.unet = unet.eval()
         self.text = text.eval()
@@ -132,11 +133,6 @@ class TextToAudioPipeline:
         return self.config.mel.sample_rate
 
     # ------------------------------------------------------------------ generation
-    def encode_prompts(self, prompts: list[str], negative: list[str] | None) -> tuple[Conditioning, Conditioning]:
-        cond = self.text(prompts)
-        uncond = self.text.null(len(prompts)) if negative is None else self.text(negative)
-        return cond, uncond
-
     def frame_condition(self, batch: int, n_frames: int) -> torch.Tensor | None:
         """Frame-aligned inputs for a text-only call: zeros ("absent") when the UNet has any."""
         channels = self.unet.config.cond_channels
@@ -168,7 +164,7 @@ class TextToAudioPipeline:
         mel = self.config.mel
         # Enough frames to cover the requested samples; the waveform is cropped to length.
         n_frames = -(-round(req.duration_s * mel.sample_rate) // mel.hop_length)
-        cond, uncond = self.encode_prompts(req.prompts, req.negatives)
+        cond, uncond = encode_request(self.text, req)
         frames = self.frame_condition(len(req.prompts), n_frames) if frames is None else frames
         cond.frames = uncond.frames = frames
         if sigmas is None:
@@ -184,7 +180,8 @@ class TextToAudioPipeline:
     def decode(self, mel: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
         """Normalised log-mel (B, 1, n_mels, N) -> waveform (B, 1, T) float32 on the CPU."""
         log_mel = denormalize_mel(mel[:, 0].float(), self.config.mel)
-        wav = self.vocoder(log_mel.to(module_dtype(self.vocoder)) if list(self.vocoder.parameters()) else log_mel)
+        # module_dtype is float32 for the parameter-free Griffin-Lim.
+        wav = self.vocoder(log_mel.to(module_dtype(self.vocoder)))
         wav = wav.float().cpu()
         if num_samples is not None:
             wav = wav[..., :num_samples]

@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 
 from ..conditioning.text import TextConditioner
-from ..config import Config, ConfigError, check, register_config
+from ..config import Config, check, register_config
 from ..diffusion import EDMDenoiser, NoiseScheduleConfig, get_sampler
 from ..hub import load_component, resolve_pretrained, save_component
 from ..models.unet_wave import UNetWave
-from .base import AudioOutput, guided_sample, module_device, resolve_request
+from .base import AudioOutput, check_text_width, encode_request, guided_sample, module_device, resolve_request
 
 PIPELINE_CONFIG = "pipeline.json"
 
@@ -50,8 +50,7 @@ class WaveformPipeline:
 
     def __init__(self, unet: UNetWave, text: TextConditioner, config: WaveformConfig | None = None):
         self.config = config or WaveformConfig()
-        if unet.config.text_dim not in (0, text.config.dim):
-            raise ConfigError(f"the UNet's text_dim {unet.config.text_dim} != text encoder dim {text.config.dim}")
+        check_text_width(unet, text)
         self.unet = unet.eval()
         self.text = text.eval()
         self.denoiser = EDMDenoiser(self.unet, sigma_data=self.config.schedule.sigma_data)
@@ -105,8 +104,7 @@ class WaveformPipeline:
                               seed, batch_size)
         prompts = req.prompts
         num_samples = round(req.duration_s * c.sample_rate)
-        cond = self.text(prompts)
-        uncond = self.text.null(len(prompts)) if req.negatives is None else self.text(req.negatives)
+        cond, uncond = encode_request(self.text, req)
         if self.unet.config.cond_channels:
             zeros = torch.zeros(len(prompts), self.unet.config.cond_channels, num_samples, device=self.device)
             cond.frames = uncond.frames = zeros

@@ -56,13 +56,19 @@ class PeriodDiscriminator(nn.Module):
         if t % self.period:
             wav = F.pad(wav, (0, self.period - t % self.period), mode="reflect")
         x = wav.reshape(b, c, -1, self.period)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), _SLOPE)
-            features.append(x)
-        x = self.post(x)
+        return _score_with_features(self.convs, self.post, x)
+
+
+def _score_with_features(convs: nn.ModuleList, post: nn.Module, x: torch.Tensor):
+    """Run a discriminator's conv stack; return flattened scores and every layer's activations
+    (the feature-matching loss compares them between real and generated audio)."""
+    features = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), _SLOPE)
         features.append(x)
-        return x.flatten(1), features
+    x = post(x)
+    features.append(x)
+    return x.flatten(1), features
 
 
 class ResolutionDiscriminator(nn.Module):
@@ -85,13 +91,7 @@ class ResolutionDiscriminator(nn.Module):
         spec = torch.stft(x, self.n_fft, self.hop_length, self.win_length, self.window, center=False,
                           return_complex=True).abs()  # (B, F, frames)
         x = spec.transpose(1, 2)[:, None].to(wav.dtype)  # (B, 1, frames, F)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), _SLOPE)
-            features.append(x)
-        x = self.post(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _score_with_features(self.convs, self.post, x)
 
 
 class MultiDiscriminator(nn.Module):

@@ -125,8 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
 # Their modules import no torch, so `audiodiff --help` stays fast.
 from .data.cli import register as register_prepare  # noqa: E402  (audiodiff prepare ...)
 from .training.cli import register as register_training  # noqa: E402  (train, train-vocoder, export)
+from .variations_cli import register as register_variations  # noqa: E402  (vary, inpaint, continue, ...)
 
-_EXTRA_COMMANDS: list = [register_training, register_prepare]
+_EXTRA_COMMANDS: list = [register_training, register_prepare, register_variations]
 
 
 def main(argv: list[str] | None = None) -> int:

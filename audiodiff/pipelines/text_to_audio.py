@@ -25,6 +25,7 @@ from ..diffusion import EDMDenoiser, NoiseScheduleConfig, get_sampler
 from ..hub import load_component, resolve_pretrained, save_component
 from ..models.unet_mel import UNetMel
 from ..models.vocoder import BUILTIN_VOCODERS, HiFiGAN, check_mel_match, load_vocoder
+from . import variations
 from .base import (
     AudioOutput, Request, check_text_width, encode_request, guided_sample, module_device, module_dtype,
     resolve_request,
@@ -51,6 +52,12 @@ class TextToAudioConfig(Config):
     default_steps: int = 25
     default_guidance_scale: float = 3.0
     default_sampler: str = "dpmpp_2m"
+    # The clip length the model was trained on: the context and window of the modes that work
+    # window by window (continuation, generate_long, variations of clips over max_duration_s).
+    window_s: float = 10.0
+    # Longest input audio the audio-to-audio modes accept and longest generate_long output;
+    # longer work goes window by window, so this bounds time, not memory.
+    max_input_duration_s: float = 600.0
 
     def __post_init__(self):
         check(0 < self.min_duration_s <= self.default_duration_s <= self.max_duration_s,
@@ -58,6 +65,8 @@ class TextToAudioConfig(Config):
         check(self.default_steps >= 1, "TextToAudioConfig.default_steps must be >= 1")
         check(self.default_guidance_scale >= 0, "TextToAudioConfig.default_guidance_scale must be >= 0")
         get_sampler(self.default_sampler)
+        check(0 < self.window_s <= self.max_duration_s <= self.max_input_duration_s,
+              "TextToAudioConfig needs 0 < window_s <= max_duration_s <= max_input_duration_s")
 
 
 class TextToAudioPipeline:
@@ -212,3 +221,41 @@ class TextToAudioPipeline:
                                      sampler, seed, batch_size, progress, callback)
         wav = self.decode(mel, round(req.duration_s * self.sample_rate))
         return AudioOutput(wav, self.sample_rate, req.seeds, req.prompts, req.settings())
+
+    # ------------------------------------------------------------------ audio-to-audio modes
+    # The logic lives in variations.py. Every mode takes the generation keywords of __call__
+    # (negative_prompt, num_steps, guidance_scale, sampler, seed, batch_size, progress, callback)
+    # and returns an AudioOutput whose settings name the mode and its parameters. ``audio`` is a
+    # file path (any format soundfile reads, any rate and channels) or a float tensor/array (C, T)
+    # or (T,) with ``sample_rate``; it is mixed to mono and resampled to the pipeline's rate.
+
+    def vary(self, audio, strength: float = 0.5, prompt: str | Sequence[str] | None = None,
+             sample_rate: int | None = None, **kw) -> AudioOutput:
+        """Variations (SDEdit): the input's mel noised to the step a fraction ``strength`` from the
+        end of the schedule, then denoised. 0 returns the vocoded input, 1 ignores it. prompt None
+        = the learned "no text" condition. Same length as the input."""
+        return variations.vary(self, audio, strength, prompt, sample_rate, **kw)
+
+    def inpaint(self, audio, start_s: float, end_s: float, prompt: str | Sequence[str] | None = None,
+                sample_rate: int | None = None, **kw) -> AudioOutput:
+        """Regenerate [start_s, end_s) of the input; outside it the output equals the vocoded input
+        exactly (equal-power crossfades inside the region's borders)."""
+        return variations.inpaint(self, audio, start_s, end_s, prompt, sample_rate, **kw)
+
+    def continuation(self, audio, seconds: float, prompt: str | Sequence[str] | None = None,
+                     sample_rate: int | None = None, **kw) -> AudioOutput:
+        """The vocoded input followed by ``seconds`` of new audio, generated window by window with
+        up to ``config.window_s`` of context; exactly input + seconds long."""
+        return variations.continuation(self, audio, seconds, prompt, sample_rate, **kw)
+
+    def generate_long(self, prompt: str | Sequence[str], duration_s: float, window_s: float = 10.0,
+                      overlap_s: float = 2.5, **kw) -> AudioOutput:
+        """Up to ``config.max_input_duration_s`` (600 s) of audio: windows of ``window_s``, each
+        continuing the last ``overlap_s`` of the one before and crossfading in the overlap."""
+        return variations.generate_long(self, prompt, duration_s, window_s, overlap_s, **kw)
+
+    def melody(self, reference, prompt: str | Sequence[str] | None = None, sample_rate: int | None = None,
+               **kw) -> AudioOutput:
+        """Audio that follows the reference's melody (one-hot chroma frames); needs a UNet with 12
+        frame channels. As long as the reference, at most ``config.max_duration_s``."""
+        return variations.melody(self, reference, prompt, sample_rate, **kw)

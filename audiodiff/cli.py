@@ -126,8 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
 from .data.cli import register as register_prepare  # noqa: E402  (audiodiff prepare ...)
 from .training.cli import register as register_training  # noqa: E402  (train, train-vocoder, export)
 from .variations_cli import register as register_variations  # noqa: E402  (vary, inpaint, continue, ...)
+from .demo.cli import register as register_demo  # noqa: E402  (demo: the Gradio web demo)
 
-_EXTRA_COMMANDS: list = [register_training, register_prepare, register_variations]
+_EXTRA_COMMANDS: list = [register_training, register_prepare, register_variations, register_demo]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,193 @@
+"""The Gradio web demo: one tab per way of making audio, all through the public pipeline API.
+
+    >>> from audiodiff.demo import build_demo, launch_demo
+    >>> demo = build_demo(TextToAudioPipeline.from_pretrained("MODEL_DIR"))
+    >>> launch_demo(demo)                         # http://127.0.0.1:7860, this machine only
+
+Generations from every tab share one queue with a concurrency limit (``DemoLimits.concurrency``);
+the page loads nothing from outside hosts (local fonts, no analytics, no server-side rendering).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from .handlers import DemoLimits, DemoRunner
+from .media import write_example_clips
+
+INTRO = """# audiodiff
+Generate sound from a text description, vary or extend a clip, or follow a melody.
+Every result lists its seed and settings, so the same call gives the same audio again."""
+
+TEXT_EXAMPLES = [
+    ("heavy rain falling on a roof", "", 5.0),
+    ("a dog barking in the distance", "music", 4.0),
+    ("glass shattering on a tile floor", "", 3.0),
+    ("a church bell ringing", "", 6.0),
+]
+
+
+def _sampling_controls(runner: DemoRunner, open: bool = False) -> list[gr.components.Component]:
+    """Steps, guidance, sampler, seed and batch size: the same controls in every tab."""
+    limits = runner.limits
+    with gr.Accordion("Sampling", open=open):
+        with gr.Row():
+            steps = gr.Slider(1, limits.max_steps, value=runner.default_steps, step=1, label="Steps")
+            guidance = gr.Slider(0.0, 20.0, value=runner.default_guidance, step=0.5, label="Guidance",
+                                 info="0 ignores the prompt; higher follows it more closely")
+        with gr.Row():
+            sampler = gr.Dropdown(runner.samplers, value=runner.default_sampler, label="Sampler")
+            seed = gr.Number(-1, precision=0, minimum=-1, maximum=2**31 - 1, label="Seed",
+                             info="-1 picks a random one (reported with the result)")
+            batch = gr.Slider(1, limits.max_batch, value=1, step=1, label="Clips")
+    return [steps, guidance, sampler, seed, batch]
+
+
+def _result_panel(runner: DemoRunner) -> list[gr.components.Component]:
+    """One player per clip, the spectrogram, settings + seeds, the reproducing call, the files."""
+    players = [gr.Audio(type="filepath", label=f"Clip {i + 1}", interactive=False, visible=i == 0,
+                        buttons=["download"], elem_classes=["result-audio"])
+               for i in range(runner.limits.max_batch)]
+    image = gr.Image(type="pil", format="png", label="Mel spectrogram", interactive=False,
+                     buttons=["download", "fullscreen"])
+    settings = gr.JSON(label="Settings and seeds")
+    code = gr.Markdown()
+    files = gr.File(label="Download", file_count="multiple", interactive=False)
+    return [*players, image, settings, code, files]
+
+
+def _upload(label: str) -> gr.Audio:
+    return gr.Audio(sources=["upload", "microphone"], type="filepath", label=label)
+
+
+def _bind(button: gr.Button, fn, inputs, outputs, api_name: str, limits: DemoLimits) -> None:
+    """Wire a tab's button to its handler, and its "Clips" slider to the number of players."""
+    # One concurrency id for every tab: the limit counts generations, not per-tab events.
+    button.click(fn, inputs=inputs, outputs=outputs, api_name=api_name,
+                 concurrency_id="pipeline", concurrency_limit=limits.concurrency)
+    batch, players = inputs[-1], outputs[:limits.max_batch]
+    batch.change(lambda n: [gr.update(visible=i < n) for i in range(len(players))], batch, players,
+                 queue=False, api_visibility="private")
+
+
+def build_demo(pipeline: Any, limits: DemoLimits | None = None) -> gr.Blocks:
+    """A ``gr.Blocks`` app over ``pipeline`` (a ``TextToAudioPipeline``); queue configured.
+
+    API names (for ``gradio_client``): /generate, /vary, /inpaint, /continue and, when the model
+    has melody conditioning, /melody.
+    """
+    limits = limits or DemoLimits()
+    workdir = Path(tempfile.mkdtemp(prefix="audiodiff-demo-"))
+    runner = DemoRunner(pipeline, limits, workdir)
+    clips = write_example_clips(workdir / "examples", pipeline.sample_rate)
+    steps = runner.default_steps
+
+    with gr.Blocks(title="audiodiff", analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
+        gr.Markdown(INTRO)
+        with gr.Tabs():
+            with gr.Tab("Text to audio", id="text"):
+                with gr.Row():
+                    with gr.Column():
+                        prompt = gr.Textbox(label="Prompt", placeholder="heavy rain falling on a roof",
+                                            elem_id="prompt")
+                        negative = gr.Textbox(label="Negative prompt", placeholder="what to avoid, e.g. music")
+                        duration = gr.Slider(runner.min_duration_s, runner.max_duration_s, step=0.1,
+                                             value=runner.default_duration_s, label="Duration (s)")
+                        controls = _sampling_controls(runner, open=True)
+                        button = gr.Button("Generate", variant="primary", elem_id="generate")
+                    with gr.Column():
+                        outputs = _result_panel(runner)
+                inputs = [prompt, negative, duration, *controls]
+                gr.Examples([[p, n, min(d, runner.max_duration_s), steps, runner.default_guidance,
+                              runner.default_sampler, i, 1] for i, (p, n, d) in enumerate(TEXT_EXAMPLES)],
+                            inputs=inputs, cache_examples=False)
+                _bind(button, runner.text_to_audio, inputs, outputs, "generate", limits)
+
+            with gr.Tab("Variation", id="vary"):
+                with gr.Row():
+                    with gr.Column():
+                        audio = _upload("Audio to vary (upload or record)")
+                        strength = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Strength",
+                                             info="0 returns the input; 1 keeps nothing of it")
+                        prompt = gr.Textbox(label="Prompt (optional)", placeholder="a drum loop")
+                        controls = _sampling_controls(runner)
+                        button = gr.Button("Make variations", variant="primary")
+                    with gr.Column():
+                        outputs = _result_panel(runner)
+                inputs = [audio, strength, prompt, *controls]
+                gr.Examples([[clips["drum_loop"], 0.5, "a drum loop", steps, runner.default_guidance,
+                              runner.default_sampler, 0, 2]], inputs=inputs, cache_examples=False)
+                _bind(button, runner.vary, inputs, outputs, "vary", limits)
+
+            with gr.Tab("Inpaint / continue", id="inpaint"):
+                with gr.Row():
+                    with gr.Column():
+                        audio = _upload("Audio (upload or record)")
+                        prompt = gr.Textbox(label="Prompt (optional)", placeholder="a bell")
+                        with gr.Row():
+                            start = gr.Number(1.0, minimum=0, label="Region start (s)")
+                            end = gr.Number(2.0, minimum=0, label="Region end (s)")
+                        inpaint_button = gr.Button("Inpaint region", variant="primary")
+                        seconds = gr.Slider(0.5, limits.max_add_s, value=2.0, step=0.5, label="Seconds to add")
+                        continue_button = gr.Button("Continue", variant="primary")
+                        controls = _sampling_controls(runner)
+                    with gr.Column():
+                        outputs = _result_panel(runner)
+                inpaint_inputs = [audio, start, end, prompt, *controls]
+                gr.Examples([[clips["arpeggio"], 1.5, 2.5, "a bell", steps, runner.default_guidance,
+                              runner.default_sampler, 0, 1]], inputs=inpaint_inputs, cache_examples=False,
+                            label="Example: inpaint")
+                continue_inputs = [audio, seconds, prompt, *controls]
+                gr.Examples([[clips["drum_loop"], 2.0, "a drum loop", steps, runner.default_guidance,
+                              runner.default_sampler, 0, 1]], inputs=continue_inputs, cache_examples=False,
+                            label="Example: continue")
+                _bind(inpaint_button, runner.inpaint, inpaint_inputs, outputs, "inpaint", limits)
+                _bind(continue_button, runner.continuation, continue_inputs, outputs, "continue", limits)
+
+            with gr.Tab("Melody", id="melody"):
+                if runner.has_melody:
+                    with gr.Row():
+                        with gr.Column():
+                            audio = _upload("Melody (upload, record or hum)")
+                            prompt = gr.Textbox(label="Prompt", placeholder="a piano playing a melody")
+                            controls = _sampling_controls(runner)
+                            button = gr.Button("Generate from melody", variant="primary")
+                        with gr.Column():
+                            outputs = _result_panel(runner)
+                    inputs = [audio, prompt, *controls]
+                    gr.Examples([[clips["arpeggio"], "a piano playing a melody", steps, runner.default_guidance,
+                                  runner.default_sampler, 0, 1]], inputs=inputs, cache_examples=False)
+                    _bind(button, runner.melody, inputs, outputs, "melody", limits)
+                else:
+                    gr.Markdown(
+                        "**Melody generation is not available with this model.** It needs a model trained "
+                        "with melody conditioning (12 chroma channels, `unet.config.cond_channels == 12`); "
+                        f"this one has {pipeline.unet.config.cond_channels}. Train one with a melody "
+                        "config (`configs/`) and start the demo with `--model` pointing at it.")
+        gr.Markdown(f"Limits on this server: up to {runner.max_duration_s:g} s generated, "
+                    f"{limits.max_steps} steps, {limits.max_batch} clips per request, uploads up to "
+                    f"{limits.max_upload_s:g} s and {limits.max_upload_mb} MB.")
+    demo.queue(default_concurrency_limit=limits.concurrency, max_size=limits.queue_size)
+    demo.audiodiff_limits = limits  # read by launch_demo for the upload-size cap
+    return demo
+
+
+def launch_demo(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
+                block: bool = True, quiet: bool = False) -> str:
+    """Serve ``demo``; returns its local URL (with ``block=False`` the server runs in a thread).
+
+    Only this machine can connect unless ``host`` says otherwise; ``share=True`` opens a public
+    gradio.live tunnel and must be asked for explicitly.
+    """
+    limits = getattr(demo, "audiodiff_limits", None) or DemoLimits()
+    result = demo.launch(
+        server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
+        max_file_size=f"{limits.max_upload_mb}mb", quiet=quiet,
+        ssr_mode=False, mcp_server=False, pwa=False, footer_links=["api"],  # nothing from outside
+    )
+    _, url, share_url = result if result else (None, demo.local_url, demo.share_url)
+    return share_url or url

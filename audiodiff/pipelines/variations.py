@@ -206,12 +206,11 @@ def _sample(pipe, job: _Job, n_frames: int, sigmas: torch.Tensor, seeds: list[in
         denoiser = _KnownRegion(pipe.denoiser, known, mask, noise)
         if init is None:
             init = known * (mask < 1)
-    report = callback
-    if callback is not None:
-        def report(info: dict) -> None:
-            callback({**info, "window": window[0], "windows": window[1]})
+    def report(info: dict) -> None:
+        callback({**info, "window": window[0], "windows": window[1]})
+
     return guided_sample(denoiser, shape, seeds, sigmas, job.cond, job.uncond, job.guidance, job.req.sampler,
-                         pipe.device, progress=progress, callback=report, init=init)
+                         pipe.device, progress=progress, callback=None if callback is None else report, init=init)
 
 
 def _border_mask(n_frames: int, a: int, b: int, ramp: int) -> torch.Tensor:

@@ -26,4 +26,6 @@ fi
 .venv/bin/python -m pip install -q -e ".[test]"
 # Test-only reference implementations, installed without their (heavy, unused) dependencies.
 .venv/bin/python -m pip install -q --no-deps "k-diffusion==0.1.1.post1" "torchsde==0.2.6" "torchdiffeq==0.2.5" trampoline
+# aiSFX sound embedding for `audiodiff evaluate` (MIT; its pins on old librosa/numpy are unused).
+.venv/bin/python -m pip install -q --no-deps "aisfx==0.1.2"
 echo "setup: done ($(du -sh .venv | cut -f1) in .venv)"

@@ -125,10 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
 # Their modules import no torch, so `audiodiff --help` stays fast.
 from .data.cli import register as register_prepare  # noqa: E402  (audiodiff prepare ...)
 from .training.cli import register as register_training  # noqa: E402  (train, train-vocoder, export)
+from .eval.cli import register as register_evaluate  # noqa: E402  (evaluate)
 from .variations_cli import register as register_variations  # noqa: E402  (vary, inpaint, continue, ...)
 from .demo.cli import register as register_demo  # noqa: E402  (demo: the Gradio web demo)
 
-_EXTRA_COMMANDS: list = [register_training, register_prepare, register_variations, register_demo]
+_EXTRA_COMMANDS: list = [register_training, register_prepare, register_variations, register_demo, register_evaluate]
 
 
 def main(argv: list[str] | None = None) -> int:

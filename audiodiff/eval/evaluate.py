@@ -1,0 +1,282 @@
+"""``audiodiff evaluate``: how recognisable and how realistic a text-to-audio model's sounds are.
+
+For every taxonomy category (:mod:`audiodiff.eval.taxonomy`) the model generates clips from the
+category's held-out prompts; generated and real clips are embedded with aiSFX
+(:mod:`audiodiff.eval.embedding`) and scored (:mod:`audiodiff.eval.metrics`):
+
+* label accuracy (top-1/top-5) of a per-class k-NN classifier over the labelled real clips;
+  the same classifier on the real clips themselves (leave-one-out) is the ceiling;
+* Frechet distance of generated vs real embeddings; two halves of the real set give the floor
+  (the distance between two samples of the same distribution at that size);
+* optionally the same for an untrained model of the same architecture (random init).
+
+Real clips per category come from held-out splits first ("test": sources reserved for
+evaluation, then "valid"), topped up from "train" when a category has too few; the JSON records
+how many of each, since train clips flatter a model that memorised them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .embedding import EMBEDDER_VERSION, EmbeddingCache, SoundEmbedder, embed_files
+from .metrics import frechet_distance, label_accuracy
+from .taxonomy import TAXONOMY_VERSION, Category, get_categories, label_caption
+
+SPLIT_PRIORITY = ("test", "valid", "train")  # held-out first
+
+
+@dataclasses.dataclass(frozen=True)
+class RealClip:
+    path: Path
+    category: str
+    split: str
+    source: str
+
+
+def find_manifests(data_dirs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Every manifest.jsonl in the given folders (or the files themselves), one level deep."""
+    found: list[Path] = []
+    for d in data_dirs:
+        d = Path(d)
+        if d.is_file():
+            found.append(d)
+        elif (d / "manifest.jsonl").is_file():
+            found.append(d / "manifest.jsonl")
+        elif d.is_dir():
+            found += sorted(d.glob("*/manifest.jsonl"))
+    if not found:
+        raise FileNotFoundError(f"no manifest.jsonl in {', '.join(map(str, data_dirs))}; "
+                                "build corpora with `audiodiff prepare all --out data/corpora`")
+    return found
+
+
+def collect_real_clips(manifests: Sequence[Path], categories: Sequence[Category],
+                       per_category: int) -> list[RealClip]:
+    """Up to ``per_category`` labelled clips per category, held-out splits first, in a fixed order.
+
+    Reserved sources (split "test") are read here on purpose: this is evaluation code."""
+    wanted = {c.name for c in categories}
+    pools: dict[str, list[tuple[int, str, RealClip]]] = {c.name: [] for c in categories}
+    for manifest in manifests:
+        with open(manifest, encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                captions = row.get("captions") or []
+                label = label_caption(captions[0]) if captions else None
+                if label not in wanted:
+                    continue
+                split = row.get("split", "train")
+                path = (manifest.parent / row["path"]).resolve()
+                rank = SPLIT_PRIORITY.index(split) if split in SPLIT_PRIORITY else len(SPLIT_PRIORITY)
+                order = hashlib.sha1(row["path"].encode()).hexdigest()
+                pools[label].append((rank, order, RealClip(path, label, split, row.get("source", "?"))))
+    clips: list[RealClip] = []
+    for c in categories:
+        clips += [clip for _, _, clip in sorted(pools[c.name], key=lambda t: t[:2])[:per_category]]
+    return clips
+
+
+def untrained_like(pipe=None, seed: int = 0):
+    """A pipeline with a randomly initialised UNet: ``pipe``'s architecture, text encoder and
+    vocoder, or the default architecture (UNetMelConfig(), MiniLM, packaged HiFi-GAN)."""
+    from ..models.unet_mel import UNetMel, UNetMelConfig
+    from ..pipelines import TextToAudioConfig, TextToAudioPipeline
+
+    torch.manual_seed(seed)
+    if pipe is not None:
+        unet = UNetMel(pipe.unet.config).to(pipe.device, next(pipe.unet.parameters()).dtype)
+        return TextToAudioPipeline(unet, pipe.text, pipe.vocoder, pipe.config)
+    from ..conditioning.text import TextConditioner, TextConditionerConfig
+    from ..models.vocoder import load_vocoder
+
+    config = TextToAudioConfig()
+    return TextToAudioPipeline(UNetMel(UNetMelConfig()), TextConditioner(TextConditionerConfig()),
+                               load_vocoder(config.vocoder, mel_config=config.mel), config)
+
+
+def generate_clips(pipe, categories: Sequence[Category], clips_per_category: int, duration_s: float,
+                   steps: int | None, guidance: float | None, seed: int, desc: str,
+                   progress: bool = True) -> tuple[list[torch.Tensor], list[str], list[str]]:
+    """Clip j of a category uses prompt j mod len(prompts); prompt i's items use seeds
+    seed + 1000 i + 0, 1, ... so a category's clips do not depend on the other categories."""
+    from tqdm.auto import tqdm
+
+    wavs, labels, prompts = [], [], []
+    bar = tqdm(total=len(categories) * clips_per_category, desc=desc, unit="clip", disable=not progress)
+    for cat in categories:
+        for i, prompt in enumerate(cat.prompts):
+            n = len(range(i, clips_per_category, len(cat.prompts)))
+            if n == 0:
+                continue
+            out = pipe(prompt, duration_s=duration_s, num_steps=steps, guidance_scale=guidance,
+                       seed=seed + 1000 * i, batch_size=n)
+            wavs += [w.float().cpu() for w in out.waveforms]
+            labels += [cat.name] * n
+            prompts += [prompt] * n
+            bar.update(n)
+    bar.close()
+    return wavs, labels, prompts
+
+
+def _halves(labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Alternate clips of each category between two halves (stratified split)."""
+    seen: dict[str, int] = {}
+    first = []
+    for lab in labels:
+        first.append(seen.get(lab, 0) % 2 == 0)
+        seen[lab] = seen.get(lab, 0) + 1
+    first = np.array(first)
+    return np.flatnonzero(first), np.flatnonzero(~first)
+
+
+def _score_generated(emb: np.ndarray, labels: list[str], real_emb: np.ndarray, real_idx: np.ndarray,
+                     names: list[str], k: int) -> dict:
+    idx = np.array([names.index(lab) for lab in labels])
+    acc = label_accuracy(emb, idx, real_emb, real_idx, len(names), k)
+    from .metrics import class_scores
+
+    scores = class_scores(emb, real_emb, real_idx, len(names), k)
+    pred = scores.argmax(axis=1)
+    per_cat = {n: float(np.mean(pred[idx == c] == c)) if (idx == c).any() else None
+               for c, n in enumerate(names)}
+    return {"clips": len(labels), "top1": acc["top1"], "top5": acc["top5"],
+            "fd": frechet_distance(emb, real_emb) if len(emb) > 1 else None, "per_category_top1": per_cat}
+
+
+def run_evaluation(model: str | None = None, baseline: str | None = None,
+                   data_dirs: Sequence[str | os.PathLike] = ("data/corpora",),
+                   category_names: list[str] | None = None, clips_per_category: int = 4,
+                   real_per_category: int = 16, duration_s: float = 4.0, steps: int | None = None,
+                   guidance: float | None = None, seed: int = 0, device: str | None = None,
+                   cache_dir: str | os.PathLike | None = None, k_neighbours: int = 3,
+                   progress: bool = True) -> dict:
+    """Score a model (and/or an untrained baseline) against the real clips; returns the report dict."""
+    if clips_per_category < 1 or real_per_category < 2:
+        raise ValueError("need --clips-per-category >= 1 and --real-per-category >= 2")
+    if baseline not in (None, "untrained"):
+        raise ValueError(f"--baseline must be 'untrained', got {baseline!r}")
+    start = time.perf_counter()
+    categories = get_categories(category_names)
+    names = [c.name for c in categories]
+    real = collect_real_clips(find_manifests(data_dirs), categories, real_per_category)
+    counts = {n: sum(r.category == n for r in real) for n in names}
+    empty = [n for n, c in counts.items() if c < 2]
+    if empty:
+        raise ValueError(f"categories with fewer than 2 real clips: {', '.join(empty)}")
+
+    embedder = SoundEmbedder(device=device or "cpu")
+    cache = EmbeddingCache(cache_dir)
+    real_emb = embed_files(embedder, [r.path for r in real], duration_s, cache, progress)
+    real_idx = np.array([names.index(r.category) for r in real])
+    ceiling = label_accuracy(real_emb, real_idx, real_emb, real_idx, len(names), k_neighbours, leave_one_out=True)
+    a, b = _halves([r.category for r in real])
+    report: dict = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "settings": {"model": model, "baseline": baseline, "clips_per_category": clips_per_category,
+                     "real_per_category": real_per_category, "duration_s": duration_s, "steps": steps,
+                     "guidance": guidance, "seed": seed, "device": device or "cpu",
+                     "k_neighbours": k_neighbours, "data": [str(d) for d in data_dirs]},
+        "embedder": EMBEDDER_VERSION, "taxonomy_version": TAXONOMY_VERSION,
+        "host": platform.node(), "torch": torch.__version__,
+        "real": {"clips": len(real), "top1_leave_one_out": ceiling["top1"], "top5_leave_one_out": ceiling["top5"],
+                 "fd_half_vs_half": frechet_distance(real_emb[a], real_emb[b]), "half_sizes": [len(a), len(b)],
+                 "by_split": {s: sum(r.split == s for r in real) for s in sorted({r.split for r in real})}},
+        "categories": [{"name": c.name, "prompts": list(c.prompts), "real_clips": counts[c.name],
+                        "real_by_split": {s: sum(r.split == s for r in real if r.category == c.name)
+                                          for s in sorted({r.split for r in real if r.category == c.name})}}
+                       for c in categories],
+        "generated": {},
+    }
+
+    pipe = None
+    targets = []
+    if model is not None or _bundled_model_present():
+        from ..pipelines import TextToAudioPipeline
+
+        pipe = TextToAudioPipeline.from_pretrained(model, device=device)
+        targets.append(("model", pipe))
+    elif baseline is None:
+        report["note"] = "no model (the bundled default is not shipped yet): real-data ceiling and floor only"
+    if baseline == "untrained":
+        targets.append(("untrained", untrained_like(pipe, seed).to(device)))
+    for name, p in targets:
+        t0 = time.perf_counter()
+        wavs, labels, prompts = generate_clips(p, categories, clips_per_category, duration_s, steps, guidance,
+                                               seed, f"generating ({name})", progress)
+        gen_seconds = time.perf_counter() - t0
+        emb = embedder.embed(wavs, p.sample_rate)
+        scored = _score_generated(emb, labels, real_emb, real_idx, names, k_neighbours)
+        scored["generation_s"] = round(gen_seconds, 1)
+        report["generated"][name] = scored
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    return report
+
+
+def _bundled_model_present() -> bool:
+    from ..pipelines.text_to_audio import DEFAULT_MODEL_DIR, PIPELINE_CONFIG
+
+    return (DEFAULT_MODEL_DIR / PIPELINE_CONFIG).is_file()
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def markdown_report(report: dict) -> str:
+    s, real = report["settings"], report["real"]
+    lines = [f"# audiodiff evaluate ({report['date']})", "",
+             f"model `{s['model'] or ('none' if report.get('note') else 'bundled default')}`, "
+             f"{len(report['categories'])} categories, "
+             f"{s['clips_per_category']} generated clips per category ({s['duration_s']:g} s, steps "
+             f"{s['steps'] or 'default'}, guidance {s['guidance'] if s['guidance'] is not None else 'default'}, "
+             f"seed {s['seed']}), {real['clips']} real clips {real['by_split']}; embedding {report['embedder']}, "
+             f"per-class {s['k_neighbours']}-NN (cosine) classifier over the real clips.", "",
+             "| clips | n | top-1 | top-5 | Frechet distance to real |", "|---|---|---|---|---|",
+             f"| real (leave-one-out: ceiling) | {real['clips']} | {_fmt(real['top1_leave_one_out'])} | "
+             f"{_fmt(real['top5_leave_one_out'])} | {_fmt(real['fd_half_vs_half'], 2)} (half vs half "
+             f"{real['half_sizes'][0]}/{real['half_sizes'][1]}: floor) |"]
+    for name, g in report["generated"].items():
+        lines.append(f"| {name} | {g['clips']} | {_fmt(g['top1'])} | {_fmt(g['top5'])} | {_fmt(g['fd'], 2)} |")
+    if report.get("note"):
+        lines += ["", report["note"]]
+    gen_names = list(report["generated"])
+    lines += ["", "| category | real clips |" + "".join(f" {n} top-1 |" for n in gen_names),
+              "|---|---|" + "---|" * len(gen_names)]
+    for c in report["categories"]:
+        cells = [_fmt(report["generated"][n]["per_category_top1"].get(c["name"]), 2) for n in gen_names]
+        split = ", ".join(f"{v} {k}" for k, v in c["real_by_split"].items())
+        lines.append(f"| {c['name']} | {c['real_clips']} ({split}) |" + "".join(f" {x} |" for x in cells))
+    lines += ["", f"{report['seconds']:.0f} s in all. Frechet distances compare only at equal set sizes."]
+    return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def write_report(report: dict, output: str | os.PathLike) -> tuple[Path, Path]:
+    """``output`` (JSON) and the markdown table next to it (same name, .md)."""
+    output = Path(output)
+    json_path = write_atomic(output, json.dumps(report, indent=2) + "\n")
+    md_path = write_atomic(output.with_suffix(".md"), markdown_report(report))
+    return json_path, md_path

@@ -1,0 +1,214 @@
+"""Evaluation: Frechet distance, k-NN label accuracy, the aiSFX embedder, the taxonomy, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from audiodiff.eval.metrics import (
+    class_scores, frechet_distance, frechet_distance_from_stats, gaussian_stats, label_accuracy, top_k_accuracy,
+)
+from audiodiff.eval.taxonomy import CATEGORIES, label_caption
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPORA = ROOT / "data" / "corpora"
+
+
+# ---------------------------------------------------------------- Frechet distance
+def _random_spd(rng, d):
+    a = rng.standard_normal((d, d))
+    return a @ a.T / d + 0.1 * np.eye(d)
+
+
+def _psd_sqrt(m):
+    w, v = np.linalg.eigh(m)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def test_frechet_closed_forms():
+    # 1-D Gaussians: W2^2 = (m1 - m2)^2 + (s1 - s2)^2.
+    assert frechet_distance_from_stats(np.array([1.0]), np.array([[4.0]]), np.array([-2.0]), np.array([[9.0]])) \
+        == pytest.approx(9.0 + 1.0)
+    # Diagonal (commuting) covariances: sum of per-axis 1-D distances.
+    v1, v2 = np.array([1.0, 2.0, 0.5]), np.array([3.0, 0.2, 0.5])
+    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(v1) - np.sqrt(v2)) ** 2)
+    assert frechet_distance_from_stats(mu1, np.diag(v1), mu2, np.diag(v2)) == pytest.approx(expected)
+
+
+def test_frechet_matches_symmetric_eigen_form():
+    """Independent form: tr(S1) + tr(S2) - 2 tr((S1^1/2 S2 S1^1/2)^1/2), by eigendecomposition."""
+    rng = np.random.default_rng(0)
+    for d in (2, 7, 32):
+        s1, s2 = _random_spd(rng, d), _random_spd(rng, d)
+        mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
+        r1 = _psd_sqrt(s1)
+        ref = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(_psd_sqrt(r1 @ s2 @ r1))
+        assert frechet_distance_from_stats(mu1, s1, mu2, s2) == pytest.approx(ref, rel=1e-6)
+
+
+def test_frechet_matches_pytorch_fid_when_installed():
+    fid = pytest.importorskip("pytorch_fid.fid_score", reason="pytorch-fid (and torchvision) not installed")
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((300, 16)), rng.standard_normal((200, 16)) * 1.3 + 0.2
+    ref = fid.calculate_frechet_distance(*gaussian_stats(x), *gaussian_stats(y))
+    assert frechet_distance(x, y) == pytest.approx(ref, rel=1e-6)
+
+
+def test_frechet_properties():
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((400, 8)), rng.standard_normal((400, 8))
+    assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-8)
+    assert frechet_distance(x, y) == pytest.approx(frechet_distance(y, x), rel=1e-6)
+    near, far = frechet_distance(x, y + 0.5), frechet_distance(x, y + 2.0)
+    assert 0 < frechet_distance(x, y) < near < far
+    # Fewer samples than dimensions (singular covariances) still gives a finite, non-negative value.
+    small = frechet_distance(rng.standard_normal((5, 64)), rng.standard_normal((6, 64)))
+    assert math.isfinite(small) and small >= 0
+    with pytest.raises(ValueError):
+        frechet_distance(x[:1], y)
+
+
+# ---------------------------------------------------------------- label accuracy
+def test_knn_accuracy_on_separable_and_random_sets():
+    rng = np.random.default_rng(0)
+    n_classes, per = 6, 10
+    centers = rng.standard_normal((n_classes, 32)) * 5
+    labels = np.repeat(np.arange(n_classes), per)
+    refs = centers[labels] + rng.standard_normal((len(labels), 32))
+    queries = centers[labels] + rng.standard_normal((len(labels), 32))
+    assert label_accuracy(queries, labels, refs, labels, n_classes) == {"top1": 1.0, "top5": 1.0}
+    assert label_accuracy(refs, labels, refs, labels, n_classes, leave_one_out=True)["top1"] == 1.0
+    # Without leave-one-out a clip would find itself; with it, random embeddings are near chance.
+    noise = rng.standard_normal((120, 32))
+    rand_labels = rng.integers(0, n_classes, 120)
+    assert label_accuracy(noise, rand_labels, noise, rand_labels, n_classes, k_neighbours=1)["top1"] == 1.0
+    loo = label_accuracy(noise, rand_labels, noise, rand_labels, n_classes, leave_one_out=True)
+    assert loo["top1"] < 0.4 and loo["top5"] < 1.0
+
+
+def test_top_k_and_missing_classes():
+    scores = np.array([[0.9, 0.5, 0.1], [0.2, 0.3, 0.8]])
+    assert top_k_accuracy(scores, [0, 1], 1) == 0.5 and top_k_accuracy(scores, [0, 1], 2) == 1.0
+    # A class with no reference clip can never be predicted.
+    s = class_scores(np.ones((1, 4)), np.eye(4)[:2], [0, 0], n_classes=2)
+    assert s[0, 1] == -np.inf
+
+
+# ---------------------------------------------------------------- embedder
+@pytest.fixture(scope="module")
+def embedder():
+    pytest.importorskip("aisfx", reason="aisfx not installed (setup.sh: pip install --no-deps aisfx==0.1.2)")
+    from audiodiff.eval.embedding import SoundEmbedder
+
+    return SoundEmbedder()
+
+
+def _tone(freq, seconds=2.0, sr=22050):
+    t = torch.arange(int(seconds * sr)) / sr
+    return (0.5 * torch.sin(2 * math.pi * freq * t)).unsqueeze(0)
+
+
+def test_embedder_shapes_determinism_and_contrast(embedder):
+    sr = 22050
+    tone, noise = _tone(440.0), 0.3 * torch.randn(1, 2 * sr, generator=torch.Generator().manual_seed(0))
+    clicks = torch.zeros(1, 3 * sr)
+    clicks[0, :: sr // 4] = 1.0
+    emb = embedder.embed([tone, noise, clicks], sr)
+    assert emb.shape == (3, 512) and emb.dtype == np.float32 and np.isfinite(emb).all()
+    np.testing.assert_array_equal(emb, embedder.embed([tone, noise, clicks], sr))
+    # Batch consistency: a clip embeds the same alone as in a batch, and (B, C, T) works too.
+    np.testing.assert_allclose(embedder.embed(noise, sr)[0], emb[1], rtol=1e-4, atol=1e-4)
+    stereo = torch.cat([tone, tone]).unsqueeze(0)
+    np.testing.assert_allclose(embedder.embed(stereo, sr)[0], emb[0], rtol=1e-4, atol=1e-4)
+    cos = (emb / np.linalg.norm(emb, axis=1, keepdims=True)) @ (emb / np.linalg.norm(emb, axis=1, keepdims=True)).T
+    assert cos[0, 1] < 0.98 and cos[0, 2] < 0.98 and cos[1, 2] < 0.98
+    # A tone's embedding is closer to another tone's than to noise's.
+    other = embedder.embed(_tone(660.0), sr)[0]
+    d = lambda a, b: np.linalg.norm(a - b)  # noqa: E731
+    assert d(other, emb[0]) < d(other, emb[1])
+
+
+def test_embedder_front_end_matches_librosa(embedder):
+    librosa = pytest.importorskip("librosa")
+    from audiodiff.eval.embedding import SPEC_MAX
+
+    sr = 44100
+    y = (_tone(523.0, 2.0, sr)[0] + 0.05 * torch.randn(2 * sr, generator=torch.Generator().manual_seed(1))).numpy()
+    ours = embedder.spectrogram(torch.from_numpy(y)).numpy()
+    ref = librosa.feature.melspectrogram(y=y / np.abs(y).max(), sr=sr, n_mels=96, norm=1.0, fmin=0.0, fmax=22050.0,
+                                         htk=True, power=2.0, hop_length=1024, win_length=2048)
+    np.testing.assert_allclose(ours, (np.log10(ref * 1e4 + 1) / SPEC_MAX).T, atol=1e-4)
+
+
+# ---------------------------------------------------------------- taxonomy
+def _manifest_rows():
+    manifests = sorted(CORPORA.glob("*/manifest.jsonl"))
+    if not manifests:
+        pytest.skip(f"no corpora under {CORPORA} (audiodiff prepare all)")
+    rows = []
+    for m in manifests:
+        rows += [json.loads(line) for line in m.read_text().splitlines() if line.strip()]
+    return rows
+
+
+def test_taxonomy_shape():
+    names = [c.name for c in CATEGORIES]
+    assert len(names) >= 20 and len(set(names)) == len(names)
+    prompts = [p for c in CATEGORIES for p in c.prompts]
+    assert all(len(c.prompts) >= 2 for c in CATEGORIES) and len(set(prompts)) == len(prompts)
+    assert label_caption("heavy rain, thunder rumbling") == "rain_thunder"
+    assert label_caption("a fire crackling") == "fire" and label_caption("machine gun fire") == "gunfire"
+    assert label_caption("a splash cymbal hit") == "cymbal"
+    assert label_caption("a completely unknown thing") is None
+
+
+def test_taxonomy_prompts_held_out_and_categories_populated():
+    rows = _manifest_rows()
+    captions = {c.strip().lower() for r in rows for c in r["captions"]}
+    leaked = [p for c in CATEGORIES for p in c.prompts if p.strip().lower() in captions]
+    assert not leaked, f"held-out prompts found in training captions: {leaked}"
+    counts = {c.name: 0 for c in CATEGORIES}
+    for r in rows:
+        label = label_caption(r["captions"][0]) if r["captions"] else None
+        if label:
+            counts[label] += 1
+    thin = {n: k for n, k in counts.items() if k < 8}
+    assert not thin, f"categories with fewer than 8 real clips: {thin}"
+
+
+# ---------------------------------------------------------------- CLI end to end
+def test_evaluate_cli_end_to_end(tmp_path, embedder):
+    from audiodiff.audio import save_audio
+    from audiodiff.cli import main
+    from audiodiff.testing import tiny_text_to_audio_pipeline
+
+    model = tiny_text_to_audio_pipeline(seed=0).save_pretrained(tmp_path / "model")
+    corpus = tmp_path / "corpus" / "mini"
+    sr, g = 22050, torch.Generator().manual_seed(0)
+    rows = []
+    for i in range(3):
+        hum = 0.3 * torch.sin(2 * math.pi * (90 + 5 * i) * torch.arange(sr) / sr).unsqueeze(0)
+        save_audio(corpus / f"hum{i}.wav", hum, sr)
+        save_audio(corpus / f"noise{i}.wav", 0.2 * torch.randn(1, sr, generator=g), sr)
+        rows += [{"path": f"hum{i}.wav", "captions": ["a low hum"], "split": "valid", "source": "test"},
+                 {"path": f"noise{i}.wav", "captions": ["white noise burst"], "split": "valid", "source": "test"}]
+    (corpus / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "results" / "r.json"
+    args = ["evaluate", "--model", str(model), "--baseline", "untrained", "--data", str(corpus.parent),
+            "--categories", "low_hum,noise_burst", "--clips-per-category", "1", "--real-per-category", "3",
+            "--steps", "2", "--duration-s", "1", "--cache-dir", str(tmp_path / "cache"), "-o", str(out), "-q"]
+    assert main(args) == 0
+    report = json.loads(out.read_text())
+    assert report["real"]["clips"] == 6 and report["real"]["top1_leave_one_out"] == 1.0
+    assert set(report["generated"]) == {"model", "untrained"}
+    for scored in report["generated"].values():
+        assert scored["clips"] == 2 and 0 <= scored["top1"] <= scored["top5"] <= 1 and scored["fd"] >= 0
+    assert "| real (leave-one-out: ceiling) | 6 |" in out.with_suffix(".md").read_text()
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 6  # real clips cached
+    assert main(["evaluate", "--categories", "no_such_category", "--data", str(corpus.parent)]) == 2

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs audiodiff and everything its tests use into ./.venv, on a fresh Debian/Ubuntu machine.
-# System tools (espeak-ng, fluidsynth + a General MIDI soundfont, sox) are installed with apt-get
+# System tools (espeak-ng, fluidsynth + a General MIDI soundfont, sox, chromium for the web demo's
+# browser test) are installed with apt-get
 # when we are root; without them the tests that need them are skipped, with the reason.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES="espeak-ng fluidsynth fluid-soundfont-gm sox"
+APT_PACKAGES="espeak-ng fluidsynth fluid-soundfont-gm sox chromium"
 
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     missing=""

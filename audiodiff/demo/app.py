@@ -47,21 +47,22 @@ def _sampling_controls(runner: DemoRunner, open: bool = False) -> list[gr.compon
     return [steps, guidance, sampler, seed, batch]
 
 
-def _result_panel(runner: DemoRunner) -> list[gr.components.Component]:
+def _result_panel(runner: DemoRunner, tab: str) -> list[gr.components.Component]:
     """One player per clip, the spectrogram, settings + seeds, the reproducing call, the files."""
     players = [gr.Audio(type="filepath", label=f"Clip {i + 1}", interactive=False, visible=i == 0,
-                        buttons=["download"], elem_classes=["result-audio"])
+                        buttons=["download"], elem_id=f"{tab}-clip-{i}")
                for i in range(runner.limits.max_batch)]
     image = gr.Image(type="pil", format="png", label="Mel spectrogram", interactive=False,
-                     buttons=["download", "fullscreen"])
-    settings = gr.JSON(label="Settings and seeds")
+                     buttons=["download", "fullscreen"], elem_id=f"{tab}-spectrogram")
+    settings = gr.JSON(label="Settings and seeds", elem_id=f"{tab}-settings")
     code = gr.Markdown()
-    files = gr.File(label="Download", file_count="multiple", interactive=False)
+    files = gr.File(label="Download", file_count="multiple", interactive=False, elem_id=f"{tab}-files")
     return [*players, image, settings, code, files]
 
 
-def _upload(label: str) -> gr.Audio:
-    return gr.Audio(sources=["upload", "microphone"], type="filepath", label=label)
+def _upload(label: str, tab: str) -> gr.Audio:
+    return gr.Audio(sources=["upload", "microphone"], type="filepath", label=label, elem_id=f"{tab}-audio",
+                    buttons=["download"])
 
 
 def _bind(button: gr.Button, fn, inputs, outputs, api_name: str, limits: DemoLimits) -> None:
@@ -100,7 +101,7 @@ def build_demo(pipeline: Any, limits: DemoLimits | None = None) -> gr.Blocks:
                         controls = _sampling_controls(runner, open=True)
                         button = gr.Button("Generate", variant="primary", elem_id="generate")
                     with gr.Column():
-                        outputs = _result_panel(runner)
+                        outputs = _result_panel(runner, "text")
                 inputs = [prompt, negative, duration, *controls]
                 gr.Examples([[p, n, min(d, runner.max_duration_s), steps, runner.default_guidance,
                               runner.default_sampler, i, 1] for i, (p, n, d) in enumerate(TEXT_EXAMPLES)],
@@ -110,14 +111,14 @@ def build_demo(pipeline: Any, limits: DemoLimits | None = None) -> gr.Blocks:
             with gr.Tab("Variation", id="vary"):
                 with gr.Row():
                     with gr.Column():
-                        audio = _upload("Audio to vary (upload or record)")
+                        audio = _upload("Audio to vary (upload or record)", "vary")
                         strength = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Strength",
                                              info="0 returns the input; 1 keeps nothing of it")
-                        prompt = gr.Textbox(label="Prompt (optional)", placeholder="a drum loop")
+                        prompt = gr.Textbox(label="Prompt (optional)", placeholder="a drum loop", elem_id="vary-prompt")
                         controls = _sampling_controls(runner)
-                        button = gr.Button("Make variations", variant="primary")
+                        button = gr.Button("Make variations", variant="primary", elem_id="vary-button")
                     with gr.Column():
-                        outputs = _result_panel(runner)
+                        outputs = _result_panel(runner, "vary")
                 inputs = [audio, strength, prompt, *controls]
                 gr.Examples([[clips["drum_loop"], 0.5, "a drum loop", steps, runner.default_guidance,
                               runner.default_sampler, 0, 2]], inputs=inputs, cache_examples=False)
@@ -126,17 +127,17 @@ def build_demo(pipeline: Any, limits: DemoLimits | None = None) -> gr.Blocks:
             with gr.Tab("Inpaint / continue", id="inpaint"):
                 with gr.Row():
                     with gr.Column():
-                        audio = _upload("Audio (upload or record)")
-                        prompt = gr.Textbox(label="Prompt (optional)", placeholder="a bell")
+                        audio = _upload("Audio (upload or record)", "inpaint")
+                        prompt = gr.Textbox(label="Prompt (optional)", placeholder="a bell", elem_id="inpaint-prompt")
                         with gr.Row():
                             start = gr.Number(1.0, minimum=0, label="Region start (s)")
                             end = gr.Number(2.0, minimum=0, label="Region end (s)")
-                        inpaint_button = gr.Button("Inpaint region", variant="primary")
+                        inpaint_button = gr.Button("Inpaint region", variant="primary", elem_id="inpaint-button")
                         seconds = gr.Slider(0.5, limits.max_add_s, value=2.0, step=0.5, label="Seconds to add")
-                        continue_button = gr.Button("Continue", variant="primary")
+                        continue_button = gr.Button("Continue", variant="primary", elem_id="continue-button")
                         controls = _sampling_controls(runner)
                     with gr.Column():
-                        outputs = _result_panel(runner)
+                        outputs = _result_panel(runner, "inpaint")
                 inpaint_inputs = [audio, start, end, prompt, *controls]
                 gr.Examples([[clips["arpeggio"], 1.5, 2.5, "a bell", steps, runner.default_guidance,
                               runner.default_sampler, 0, 1]], inputs=inpaint_inputs, cache_examples=False,
@@ -152,12 +153,13 @@ def build_demo(pipeline: Any, limits: DemoLimits | None = None) -> gr.Blocks:
                 if runner.has_melody:
                     with gr.Row():
                         with gr.Column():
-                            audio = _upload("Melody (upload, record or hum)")
-                            prompt = gr.Textbox(label="Prompt", placeholder="a piano playing a melody")
+                            audio = _upload("Melody (upload, record or hum)", "melody")
+                            prompt = gr.Textbox(label="Prompt", placeholder="a piano playing a melody",
+                                                elem_id="melody-prompt")
                             controls = _sampling_controls(runner)
-                            button = gr.Button("Generate from melody", variant="primary")
+                            button = gr.Button("Generate from melody", variant="primary", elem_id="melody-button")
                         with gr.Column():
-                            outputs = _result_panel(runner)
+                            outputs = _result_panel(runner, "melody")
                     inputs = [audio, prompt, *controls]
                     gr.Examples([[clips["arpeggio"], "a piano playing a melody", steps, runner.default_guidance,
                                   runner.default_sampler, 0, 1]], inputs=inputs, cache_examples=False)

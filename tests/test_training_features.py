@@ -120,3 +120,87 @@ def test_gpu_script_dry_run_on_cpu(export, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = json.loads((out / "summary.json").read_text())
     assert again["start_step"] == summary["step"] and again["step"] > summary["step"]
+
+
+def _captions(export: Path) -> list[str]:
+    return [c for line in (export / "clips.jsonl").read_text().splitlines() for c in json.loads(line)["captions"]]
+
+
+def test_text_cache_feeds_a_pooled_only_model_without_the_encoder(export, tmp_path):
+    from audiodiff.conditioning.text import TextConditioner, TextConditionerConfig
+    from audiodiff.training.data import TextEmbedder, build_text_cache
+
+    text = TextConditionerConfig(encoder="hash", dim=32)
+    cache = build_text_cache(_captions(export), text, tmp_path / "text.safetensors")
+    # the cached pooled vectors are the encoder's own
+    caption = _captions(export)[0]
+    tokens, pooled = TextEmbedder(text, text_cache=str(cache))(caption)
+    assert tokens is None
+    assert torch.allclose(pooled, TextConditioner(text)([caption]).pooled[0], atol=1e-3)  # fp16 storage
+    with pytest.raises(KeyError, match="not in the text cache"):
+        TextEmbedder(text, text_cache=str(cache))("a caption nobody wrote")
+    with pytest.raises(ValueError, match="was made with encoder"):
+        TextEmbedder(TextConditionerConfig(encoder="hash", dim=16), text_cache=str(cache))
+
+    # pooled-only UNet (text_dim 0) trained from the cache through the GPU script, then sampled
+    out = tmp_path / "out"
+    tiny = tiny_task_dict()
+    tiny["unet"].update(text_dim=0, cross_attention_levels=[])
+    sets = [f"task={json.dumps(tiny)}", "data.crop_s=0.5", "batch_size=4", "data.num_workers=0",
+            "data.max_valid_clips=2", "log_every=1", "valid_every=1000", 'optim.horizon="time"',
+            f"data.text_cache={json.dumps(str(cache))}"]
+    cmd = [sys.executable, str(ROOT / "scripts" / "gpu_train.py"), "--device", "cpu", "--export", str(export),
+           "--out", str(out), "--publish", str(tmp_path / "published"), "--max-minutes", "0.25"]
+    for s in sets:
+        cmd += ["--set", s]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    events = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    horizon = [e for e in events if e.get("event") == "lr_horizon"]
+    if summary["step"] >= 120:  # the rate is measured over steps 20..120
+        assert len(horizon) == 1 and 120 < horizon[0]["horizon"] <= 1.2 * summary["step"] + 50
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from gpu_train import unpublish
+
+    model = unpublish(tmp_path / "published", tmp_path / "unpacked")
+    assert json.loads((model / "training.json").read_text())["step"] == summary["step"]
+    pipe = TextToAudioPipeline.from_pretrained(model)
+    assert pipe.unet.config.text_dim == 0
+    audio = pipe("a low hum", duration_s=0.5, num_steps=2, seed=0)
+    assert audio.waveforms.shape[-1] == 4000 and audio.waveforms.abs().max() > 0
+
+    # a pooled-only cache cannot feed a cross-attending UNet
+    bad = [f"task={json.dumps(tiny_task_dict())}", f"data.text_cache={json.dumps(str(cache))}"]
+    cmd = [sys.executable, str(ROOT / "scripts" / "gpu_train.py"), "--device", "cpu", "--export", str(export),
+           "--out", str(tmp_path / "bad"), "--max-minutes", "0.05"]
+    for s in bad:
+        cmd += ["--set", s]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "pooled embeddings only" in proc.stderr
+
+
+def test_batched_cfg_dropout_equals_the_per_item_draws():
+    from audiodiff.conditioning.text import TextConditioner, TextConditionerConfig
+    from audiodiff.diffusion.noise import generators_from_seeds
+
+    text = TextConditioner(TextConditionerConfig(encoder="hash", dim=32))
+    with torch.no_grad():
+        text.null_pooled.fill_(0.5)
+        text.null_tokens.fill_(-0.5)
+    cond = text(["a dog", "rain on a roof", "a long drone", "a beep"])
+    seeds = [11, 12, 13, 14]
+    per_item = [text.drop(dataclasses_item(cond, i), 0.5, g) for i, g in enumerate(generators_from_seeds(seeds))]
+    keep = torch.cat([torch.rand(1, generator=g) >= 0.5 for g in generators_from_seeds(seeds)])
+    batched = text.keep_items(cond, keep)
+    assert 0 < int(keep.sum()) < 4  # these seeds drop some items and keep others
+    for i, one in enumerate(per_item):
+        assert torch.equal(batched.pooled[i], one.pooled[0])
+        n = one.tokens.shape[1]
+        assert torch.equal(batched.tokens[i, :n], one.tokens[0]) and torch.equal(batched.token_mask[i, :n], one.token_mask[0])
+
+
+def dataclasses_item(cond, i):
+    from audiodiff.conditioning.base import Conditioning
+
+    return Conditioning(tokens=cond.tokens[i:i + 1], token_mask=cond.token_mask[i:i + 1], pooled=cond.pooled[i:i + 1])

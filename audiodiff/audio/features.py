@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import librosa
 import torch
 import torch.nn.functional as F
 import torchaudio.functional as AF
@@ -140,6 +139,8 @@ class Chroma(nn.Module):
         self.argmax = argmax
         self.silence_db = silence_db
         c = self.config
+        import librosa  # only chroma needs it; training from stored mels runs without librosa
+
         fb = torch.from_numpy(librosa.filters.chroma(sr=c.sample_rate, n_fft=c.n_fft, n_chroma=12,
                                                      base_c=True)).float()
         freqs = torch.fft.rfftfreq(c.n_fft, 1.0 / c.sample_rate)

@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
@@ -45,6 +44,8 @@ def load_audio(
         raise AudioError(f"expected an audio file, got a directory: {path}")
     if sample_rate is not None:
         _check_sample_rate(sample_rate)
+    import soundfile as sf  # imported on use: training from stored mels needs no audio I/O
+
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as err:
@@ -97,6 +98,8 @@ def save_audio(
             f"use one of {', '.join(WRITE_FORMATS)}"
         )
     _check_sample_rate(sample_rate)
+    import soundfile as sf
+
     wav = check_waveform(wav, name="audio to save")
     if wav.dim() == 1:
         wav = wav[None]

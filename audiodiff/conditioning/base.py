@@ -47,6 +47,16 @@ class Conditioning:
         """Repeat every item n times along the batch (item i -> rows i*n .. i*n+n-1)."""
         return self._map(lambda _, t: t.repeat_interleave(n, dim=0))
 
+    def for_network(self, config) -> Conditioning:
+        """Only the fields a network reads: no tokens when its ``text_dim`` is 0 (pooled-only
+        text conditioning), no pooled vector when its ``pooled_dim`` is 0."""
+        out = dataclasses.replace(self)
+        if getattr(config, "text_dim", 1) == 0:
+            out.tokens = out.token_mask = None
+        if getattr(config, "pooled_dim", 1) == 0:
+            out.pooled = None
+        return out
+
     @property
     def batch_size(self) -> int | None:
         for f in dataclasses.fields(self):

@@ -196,15 +196,19 @@ class TextConditioner(nn.Module):
     def drop(self, cond: Conditioning, prob: float, generator: torch.Generator | None = None) -> Conditioning:
         """Training: replace each item's text by the null condition with probability ``prob``."""
         b = cond.pooled.shape[0]
-        keep = (torch.rand(b, generator=generator) >= prob).to(cond.pooled.device)
-        null = self.null(b)
-        length = cond.tokens.shape[1]
-        null_tokens = F.pad(null.tokens, (0, 0, 0, length - 1))
-        null_mask = F.pad(null.token_mask, (0, length - 1))
-        k3 = keep[:, None, None]
-        return Conditioning(
-            tokens=torch.where(k3, cond.tokens, null_tokens.to(cond.tokens.dtype)),
-            token_mask=torch.where(keep[:, None], cond.token_mask, null_mask),
-            pooled=torch.where(keep[:, None], cond.pooled, null.pooled.to(cond.pooled.dtype)),
-            frames=cond.frames,
-        )
+        return self.keep_items(cond, torch.rand(b, generator=generator) >= prob)
+
+    def keep_items(self, cond: Conditioning, keep: torch.Tensor) -> Conditioning:
+        """Items where ``keep`` (B,) bool is False get the null condition; one batched op per field
+        (tokens and token_mask may be absent: pooled-only conditioning)."""
+        keep = keep.to(cond.pooled.device)
+        null = self.null(cond.pooled.shape[0])
+        out = Conditioning(pooled=torch.where(keep[:, None], cond.pooled, null.pooled.to(cond.pooled.dtype)),
+                           frames=cond.frames)
+        if cond.tokens is not None:
+            length = cond.tokens.shape[1]
+            null_tokens = F.pad(null.tokens, (0, 0, 0, length - 1))
+            null_mask = F.pad(null.token_mask, (0, length - 1))
+            out.tokens = torch.where(keep[:, None, None], cond.tokens, null_tokens.to(cond.tokens.dtype))
+            out.token_mask = torch.where(keep[:, None], cond.token_mask, null_mask)
+        return out

@@ -114,11 +114,13 @@ def check_text_width(unet: nn.Module, text: nn.Module) -> None:
         raise ConfigError(f"the UNet's text_dim {unet.config.text_dim} != text encoder dim {text.config.dim}")
 
 
-def encode_request(text: nn.Module, req: Request) -> tuple[Conditioning, Conditioning]:
+def encode_request(text: nn.Module, req: Request, net: nn.Module | None = None) -> tuple[Conditioning, Conditioning]:
     """The conditional and unconditional branch of a request: the negative prompts, or the
-    learned null condition when there are none."""
+    learned null condition when there are none; only the fields ``net`` reads."""
     cond = text(req.prompts)
     uncond = text.null(len(req.prompts)) if req.negatives is None else text(req.negatives)
+    if net is not None:
+        cond, uncond = cond.for_network(net.config), uncond.for_network(net.config)
     return cond, uncond
 
 

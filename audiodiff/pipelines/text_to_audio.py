@@ -173,7 +173,7 @@ class TextToAudioPipeline:
         mel = self.config.mel
         # Enough frames to cover the requested samples; the waveform is cropped to length.
         n_frames = -(-round(req.duration_s * mel.sample_rate) // mel.hop_length)
-        cond, uncond = encode_request(self.text, req)
+        cond, uncond = encode_request(self.text, req, self.unet)
         frames = self.frame_condition(len(req.prompts), n_frames) if frames is None else frames
         cond.frames = uncond.frames = frames
         if sigmas is None:

@@ -156,6 +156,7 @@ def _job(pipe, prompt, negative_prompt, duration_s, num_steps, guidance_scale, s
         else:
             cond = pipe.text(req.prompts)
         uncond = pipe.text.null(n) if req.negatives is None else pipe.text(req.negatives)
+    cond, uncond = cond.for_network(pipe.unet.config), uncond.for_network(pipe.unet.config)
     # No prompt and no negative: both branches are the null condition, one forward is the same.
     guidance = 1.0 if prompt is None and req.negatives is None else req.guidance_scale
     return _Job(req, cond, uncond, guidance)

@@ -104,7 +104,7 @@ class WaveformPipeline:
                               seed, batch_size)
         prompts = req.prompts
         num_samples = round(req.duration_s * c.sample_rate)
-        cond, uncond = encode_request(self.text, req)
+        cond, uncond = encode_request(self.text, req, self.unet)
         if self.unet.config.cond_channels:
             zeros = torch.zeros(len(prompts), self.unet.config.cond_channels, num_samples, device=self.device)
             cond.frames = uncond.frames = zeros

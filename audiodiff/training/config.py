@@ -61,6 +61,9 @@ class DataConfig(Config):
     # Whole clips kept in memory per data worker (LRU); 0 = reload every time.
     memory_cache_clips: int = 2048
     num_workers: int = 0
+    # Precomputed caption embeddings (audiodiff.training.data.build_text_cache), used instead of
+    # running the text encoder: for machines without its weights; "" = encode on the fly.
+    text_cache: str = ""
     # Validation uses the first clips of the valid split (fixed crops, fixed noise, fixed sigmas).
     max_valid_clips: int = 64
 
@@ -86,6 +89,10 @@ class OptimConfig(Config):
     warmup_steps: int = 500
     decay: str = "cosine"
     min_lr_ratio: float = 0.1
+    # Length of the decay: "steps" (the run's `steps`) or "time": for time-budgeted runs
+    # (max_minutes), the trainer measures its step rate over the first steps and ends the decay
+    # when the budget ends (at most `steps`), so a short GPU run finishes at a low LR.
+    horizon: str = "steps"
     # Clip the global gradient norm to this; 0 = no clipping (the norm is still logged).
     grad_clip: float = 1.0
     # EMA of the weights (what export ships). The decay ramps up as 1 - (1 + step)^-ema_power
@@ -102,6 +109,7 @@ class OptimConfig(Config):
         check(self.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {self.weight_decay}")
         check(self.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
         check(self.decay in LR_DECAYS, f"optim.decay must be one of {LR_DECAYS}, got {self.decay!r}")
+        check(self.horizon in ("steps", "time"), f"optim.horizon must be 'steps' or 'time', got {self.horizon!r}")
         check(0 <= self.min_lr_ratio <= 1, f"optim.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         check(self.grad_clip >= 0, f"optim.grad_clip must be >= 0, got {self.grad_clip}")
         check(0 <= self.ema_decay < 1, f"optim.ema_decay must be in [0, 1), got {self.ema_decay}")

@@ -209,16 +209,23 @@ class ClipStore:
 
 class TextEmbedder:
     """Per-caption text embeddings from the frozen encoder, each caption encoded alone (so an
-    embedding never depends on which captions share its batch), with a small LRU."""
+    embedding never depends on which captions share its batch), with a small LRU; or looked up
+    in a precomputed text cache (:func:`build_text_cache`), which needs no encoder at all."""
 
-    def __init__(self, config: TextConditionerConfig, cache_size: int = 4096):
+    def __init__(self, config: TextConditionerConfig, cache_size: int = 4096, text_cache: str = ""):
         self.config = config
         self.cache_size = cache_size
         self._encoder = None
-        self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[torch.Tensor | None, torch.Tensor]] = OrderedDict()
+        self._table = load_text_cache(text_cache, config) if text_cache else None
 
-    def __call__(self, caption: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """caption -> (tokens (L, D) float32, pooled (D,) float32)."""
+    def __call__(self, caption: str) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """caption -> (tokens (L, D) float32, or None from a pooled-only cache; pooled (D,) float32)."""
+        if self._table is not None:
+            if caption not in self._table:
+                raise KeyError(f"caption {caption!r} is not in the text cache; rebuild it from the same "
+                               "clips (audiodiff.training.data.build_text_cache)")
+            return self._table[caption]
         if caption in self._cache:
             self._cache.move_to_end(caption)
             return self._cache[caption]
@@ -230,6 +237,71 @@ class TextEmbedder:
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return out
+
+
+TEXT_CACHE_VERSION = 1
+
+
+def build_text_cache(captions: Sequence[str], config: TextConditionerConfig, out: str | os.PathLike,
+                     tokens: bool = False, batch_size: int = 64) -> Path:
+    """Encode each distinct caption once and store the embeddings (fp16 safetensors): pooled
+    vectors, and per-token embeddings if ``tokens``. Lets training run where the text encoder's
+    weights are not installed (a GPU machine that gets only the repo and a compact export)."""
+    distinct = list(dict.fromkeys(captions))
+    if not distinct:
+        raise ValueError("build_text_cache needs at least one caption")
+    encoder = TextConditioner(config).encoder
+    pooled, token_rows, lengths = [], [], []
+    for i in range(0, len(distinct), batch_size):
+        t, m, p = encoder.encode(distinct[i:i + batch_size])
+        pooled.append(p.float().cpu())
+        for k in range(t.shape[0]):
+            lengths.append(int(m[k].sum()))
+            if tokens:
+                token_rows.append(t[k, m[k]].float().cpu())
+    tensors = {"pooled": torch.cat(pooled).half().contiguous()}
+    if tokens:
+        tensors["tokens"] = torch.cat(token_rows).half().contiguous()
+        tensors["lengths"] = torch.tensor(lengths, dtype=torch.int64)
+    meta = {"format_version": str(TEXT_CACHE_VERSION), "text_config": config.to_json(),
+            "captions": json.dumps(distinct, ensure_ascii=False)}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, out)
+    return out
+
+
+def load_text_cache(path: str | os.PathLike, config: TextConditionerConfig
+                    ) -> dict[str, tuple[torch.Tensor | None, torch.Tensor]]:
+    """caption -> (tokens (L, D) or None, pooled (D,)), float32; checks the encoder matches."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"text cache {path} does not exist (build it with build_text_cache)")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        names = set(f.keys())
+    if meta.get("format_version") != str(TEXT_CACHE_VERSION) or "captions" not in meta:
+        raise ValueError(f"{path} is not an audiodiff text cache (format {TEXT_CACHE_VERSION})")
+    stored = TextConditionerConfig.from_json(meta["text_config"])
+    if (stored.encoder, stored.dim) != (config.encoder, config.dim):
+        raise ValueError(f"text cache {path} was made with encoder {stored.encoder!r} (dim {stored.dim}), "
+                         f"but the model's text conditioner uses {config.encoder!r} (dim {config.dim})")
+    tensors = load_file(str(path))
+    captions = json.loads(meta["captions"])
+    pooled = tensors["pooled"].float()
+    table: dict[str, tuple[torch.Tensor | None, torch.Tensor]] = {}
+    if "tokens" in names:
+        rows = torch.split(tensors["tokens"].float(), tensors["lengths"].tolist())
+        for c, t, p in zip(captions, rows, pooled):
+            table[c] = (t, p)
+    else:
+        for c, p in zip(captions, pooled):
+            table[c] = (None, p)
+    return table
 
 
 class ClipDataset(Dataset):
@@ -246,7 +318,7 @@ class ClipDataset(Dataset):
 
     def __init__(self, entries: Sequence[ManifestEntry], spec: FeatureSpec, seed: int,
                  text: TextConditionerConfig | None, train: bool = True, cache_dir: str = "",
-                 memory_clips: int = 2048):
+                 memory_clips: int = 2048, text_cache: str = ""):
         if not entries:
             raise ManifestError("the dataset has no clips")
         self.entries = list(entries)
@@ -254,7 +326,7 @@ class ClipDataset(Dataset):
         self.seed = seed
         self.train = train
         self.store = ClipStore(spec, cache_dir, memory_clips)
-        self.embed = TextEmbedder(text) if text is not None else None
+        self.embed = TextEmbedder(text, text_cache=text_cache) if text is not None else None
         self._perm: tuple[int, torch.Tensor] | None = None
 
     def __len__(self) -> int:
@@ -285,7 +357,9 @@ class ClipDataset(Dataset):
         caption = entry.captions[int(torch.randint(0, len(entry.captions), (1,), generator=g))]
         item["caption"] = caption
         if self.embed is not None:
-            item["tokens"], item["pooled"] = self.embed(caption)
+            tokens, item["pooled"] = self.embed(caption)
+            if tokens is not None:
+                item["tokens"] = tokens
         if self.spec.chroma:
             item["frames"] = _crop(feats["chroma"], start, crop, 0.0).float()
         return item
@@ -315,7 +389,9 @@ def collate(items: list[dict]) -> dict:
             n = it["tokens"].shape[0]
             tokens[i, :n] = it["tokens"]
             token_mask[i, :n] = True
-        batch.update(tokens=tokens, token_mask=token_mask, pooled=torch.stack([it["pooled"] for it in items]))
+        batch.update(tokens=tokens, token_mask=token_mask)
+    if "pooled" in items[0]:
+        batch["pooled"] = torch.stack([it["pooled"] for it in items])
     if "frames" in items[0]:
         batch["frames"] = torch.stack([it["frames"] for it in items])
     return batch

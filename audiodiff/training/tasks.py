@@ -30,7 +30,7 @@ from ..diffusion import EDMDenoiser, EDMLoss, generators_from_seeds, loss_weight
 from ..hub import load_component, load_config, resolve_pretrained
 from ..models.unet_mel import UNetMel
 from ..models.unet_wave import UNetWave
-from ..models.vocoder import BUILTIN_VOCODERS, load_vocoder
+from ..models.vocoder import BUILTIN_VOCODERS, GriffinLim, load_vocoder
 from ..pipelines import TextToAudioConfig, TextToAudioPipeline, WaveformConfig, WaveformPipeline
 from ..pipelines.text_to_audio import DEFAULT_MODEL_DIR
 from .config import DataConfig, DiffusionTaskConfig, VocoderTaskConfig, WaveformTaskConfig
@@ -61,14 +61,6 @@ def edm_loss_per_item(denoiser: nn.Module, x0: torch.Tensor, sigma: torch.Tensor
     return loss_weight(sigma.float(), sigma_data) * per_item
 
 
-def _item(cond: Conditioning, i: int) -> Conditioning:
-    def pick(t: torch.Tensor | None) -> torch.Tensor | None:
-        return None if t is None else t[i:i + 1]
-
-    return Conditioning(tokens=pick(cond.tokens), token_mask=pick(cond.token_mask),
-                        pooled=pick(cond.pooled), frames=pick(cond.frames))
-
-
 class DiffusionObjective(nn.Module):
     """forward(batch, sigma=None) -> (B,) EDM losses of a text-conditioned denoising network.
 
@@ -94,14 +86,22 @@ class DiffusionObjective(nn.Module):
         if sigma is None:
             sigma = torch.cat([self.loss.sample_sigma(1, "cpu", g) for g in generators])
         sigma = sigma.to(x0.device)
-        noise = randn_from_generators(x0.shape[1:], generators, device=x0.device, dtype=x0.dtype)
+        if x0.device.type == "cuda":
+            # One draw on the GPU, seeded by the batch's first seed: per-item CPU draws would
+            # cost more than the whole training step of a small UNet at batch 128.
+            g = torch.Generator(device=x0.device).manual_seed(int(batch["noise_seeds"][0]))
+            noise = torch.randn(x0.shape, generator=g, device=x0.device, dtype=x0.dtype)
+        else:
+            noise = randn_from_generators(x0.shape[1:], generators, device=x0.device, dtype=x0.dtype)
         cond = Conditioning(tokens=batch.get("tokens"), token_mask=batch.get("token_mask"),
                             pooled=batch.get("pooled"))
         frames = batch.get("frames")
-        if self.training and self.cfg_dropout > 0 and cond.pooled is not None and cond.tokens is not None:
-            # The shared CFG dropout, one item at a time with its own generator.
-            cond = Conditioning.cat([self.text.drop(_item(cond, i), self.cfg_dropout, g)
-                                     for i, g in enumerate(generators)])
+        cond = cond.for_network(self.net.config)
+        if self.training and self.cfg_dropout > 0 and cond.pooled is not None:
+            # CFG dropout: each item's draw from its own generator (reproducible per item),
+            # applied in one batched op (a per-item loop costs ~10 launches per item on a GPU).
+            keep = torch.cat([torch.rand(1, generator=g) >= self.cfg_dropout for g in generators])
+            cond = self.text.keep_items(cond, keep)
         if frames is not None:
             if self.training and self.frame_dropout > 0:
                 keep = torch.cat([torch.rand(1, generator=g) >= self.frame_dropout for g in generators])
@@ -292,6 +292,14 @@ class DiffusionTask(_TextDiffusionTask):
         if self._vocoder is None:
             self._vocoder = load_vocoder(self.config.pipeline.vocoder, mel_config=self.config.pipeline.mel)
         return self._vocoder
+
+    def export(self, folder, dtype: torch.dtype | None = None):
+        """A packaged vocoder is saved by name only, so exporting never needs its weights (a
+        training machine may not have them installed)."""
+        if self.config.pipeline.vocoder in BUILTIN_VOCODERS:
+            pipe = TextToAudioPipeline(self.net, self.text, GriffinLim(self.config.pipeline.mel), self.config.pipeline)
+            return pipe.save_pretrained(folder, dtype=dtype)
+        return super().export(folder, dtype=dtype)
 
     def pipeline(self) -> TextToAudioPipeline:
         return TextToAudioPipeline(self.net, self.text, self.vocoder(), self.config.pipeline)

@@ -151,11 +151,15 @@ class Trainer:
             self.wrapped = {name: DistributedDataParallel(m, device_ids=ids) for name, m in self.wrapped.items()}
 
         spec = self.task.feature_spec(d)
+        if d.text_cache:
+            _check_text_cache(d.text_cache, self.task)
         self.train_data = ClipDataset(train_entries, spec, config.seed, self.task.text_config, train=True,
-                                      cache_dir=d.cache_dir, memory_clips=d.memory_cache_clips)
+                                      cache_dir=d.cache_dir, memory_clips=d.memory_cache_clips,
+                                      text_cache=d.text_cache)
         valid_entries = [e for e in entries if e.split == d.valid_split][: d.max_valid_clips]
         self.valid_data = (ClipDataset(valid_entries, spec, config.seed, self.task.text_config, train=False,
-                                       cache_dir=d.cache_dir, memory_clips=d.memory_cache_clips)
+                                       cache_dir=d.cache_dir, memory_clips=d.memory_cache_clips,
+                                       text_cache=d.text_cache)
                            if valid_entries else None)
         self.log = RunLogger(self.run_dir, enabled=self.env.is_main, progress=config.progress)
 
@@ -334,12 +338,15 @@ class Trainer:
         batches = iter(self._loader()) if self.step < end else None
         bar = self.log.progress(total=c.steps, initial=self.step)
         window_samples, window_time = 0, 0.0
+        horizon = c.steps  # the LR decay's last step; "time" horizons re-set it once measured
+        calibrate = c.optim.horizon == "time" and c.max_minutes > 0
+        calib_from, calib_to, calib_t0 = self.step + 20, self.step + 120, 0.0
         save_on_exit = True  # clean stops and Ctrl-C keep their work; a divergence or a bug does not
         try:
             with stop.installed():
                 while self.step < end:
                     t0 = time.perf_counter()
-                    lr = lr_at(self.step, c.optim.lr, c.optim.warmup_steps, c.steps, c.optim.decay,
+                    lr = lr_at(self.step, c.optim.lr, c.optim.warmup_steps, horizon, c.optim.decay,
                                c.optim.min_lr_ratio) * self.lr_scale
                     self.task.begin_step(self.step)
                     ok, metrics = self._train_step(batches, lr)
@@ -353,6 +360,16 @@ class Trainer:
                         self._skip_nan_step(metrics)
                         continue
                     self.step += 1
+                    if calibrate and self.step == calib_from:
+                        calib_t0 = now
+                    elif calibrate and self.step == calib_to:
+                        rate = (calib_to - calib_from) / max(now - calib_t0, 1e-9)
+                        left = c.max_minutes * 60 - (now - start_time)
+                        # 5% margin for checkpoints, exports and validation inside the budget
+                        horizon = min(c.steps, self.step + int(0.95 * rate * left))
+                        if self.env.distributed:  # every rank must follow the same LR
+                            horizon = int(distributed.mean_over_ranks(self.env, torch.tensor([float(horizon)]))[0])
+                        self.log.event("lr_horizon", step=self.step, steps_per_s=round(rate, 3), horizon=horizon)
                     self.ema.update(self.step)
                     self.consecutive_nan = 0
                     window_samples += c.batch_size
@@ -484,3 +501,18 @@ def export_run(run_dir: str | Path, out_dir: str | Path, dtype: torch.dtype | No
         {"run_dir": str(run_dir.resolve()), "checkpoint": path.name, "step": state["step"],
          "samples_seen": state["samples_seen"], "weights": part}, indent=1) + "\n")
     return Path(out)
+
+
+def _check_text_cache(path: str, task) -> None:
+    """A pooled-only text cache cannot feed a UNet that cross-attends to text tokens."""
+    from safetensors import safe_open
+
+    unet = getattr(task.config, "unet", None)
+    if unet is None or getattr(unet, "text_dim", 0) == 0 or not Path(path).is_file():
+        return
+    with safe_open(path, framework="pt") as f:
+        has_tokens = "tokens" in f.keys()
+    if not has_tokens:
+        raise ConfigError(f"data.text_cache {path} holds pooled embeddings only, but task.unet.text_dim="
+                          f"{unet.text_dim} needs per-token embeddings: rebuild it with tokens=True, "
+                          "or set task.unet.text_dim=0 (pooled-only text conditioning)")

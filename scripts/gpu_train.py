@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
                    help="UNet weights in channels_last memory format (auto: on CUDA)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    p.add_argument("--profile-steps", type=int, default=0,
+                   help="before training, profile N steps at LR 0 (after 3 warm-up steps) and write the top "
+                        "kernels to OUT/profile.txt: where a GPU step's time goes")
     p.add_argument("--publish", default="",
                    help="also copy each export here as model-stepN.tar.partK (<= 15 MiB each, for a device "
                         "machine's size-capped $OUT), plus metrics.jsonl and summary.json")
@@ -120,6 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"[gpu_train] device {env.device} ({torch.cuda.get_device_name(env.device) if env.device.type == 'cuda' else 'cpu'}), "
           f"{params / 1e6:.2f}M trained parameters, {len(tr.train_data)} train clips, bf16={tr.use_bf16}, "
           f"channels_last={channels_last}, compile={config.compile}, budget {args.max_minutes} min", flush=True)
+    if args.profile_steps > 0:
+        profile_steps(tr, args.profile_steps, out / "profile.txt", Path(args.publish) if args.publish else None)
     start_step = tr.step
     t0 = time.perf_counter()
     try:
@@ -163,6 +168,36 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.copyfile(out / "summary.json", Path(args.publish) / "summary.json")
     print("[gpu_train] summary " + json.dumps(summary), flush=True)
     return summary
+
+
+def profile_steps(tr, n: int, path: Path, publish: Path | None) -> None:
+    """Profile n optimizer steps at LR 0 (the weights do not move; Adam's moments see n + 3 extra
+    gradients) and write the kernels' table, sorted by device time, to ``path``."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = tr.env.device.type == "cuda"
+    batches = iter(tr._loader())
+    for _ in range(3):
+        tr._train_step(batches, 0.0)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    if cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    with profile(activities=activities) as prof:
+        for _ in range(n):
+            tr._train_step(batches, 0.0)
+        if cuda:
+            torch.cuda.synchronize()
+    wall = (time.perf_counter() - t0) / n
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=key, row_limit=30)
+    text = f"{n} steps, {wall * 1000:.1f} ms per step (wall, profiled)\n\n{table}\n"
+    path.write_text(text)
+    if publish is not None:
+        publish.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, publish / "profile.txt")
+    print(f"[gpu_train] profile: {wall * 1000:.1f} ms per step; table in {path}", flush=True)
 
 
 PART_BYTES = 15 * 2**20

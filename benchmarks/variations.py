@@ -9,9 +9,14 @@
 (d) melody: chroma cosine and frame accuracy of the output's argmax chroma against the
     reference's melody labels, for melody-conditioned vs text-only vs the vocoded reference.
 
-Clips: the music corpus's ``valid`` split (rendered music21 scores with melody labels).
+Clips: the music corpus's ``valid`` split (rendered music21 scores with melody labels). The
+melody test can instead use held-out monophonic tunes from music21's O'Neill collection
+(``--melody-source oneills``; reserved for evaluation, never trained on), rendered here with the
+corpus renderer and labelled from the score; ``--pesto`` checks those labels against PESTO's pitch.
 
     python benchmarks/variations.py --model MODEL_DIR --clips 8 --device cuda
+    python benchmarks/variations.py --threads 1 --clips 10 --inpaint-clips 10 --clip-s 5 \
+        --melody-source oneills --melody-clips 8 --pesto    # a shared 2-core CPU
 """
 
 from __future__ import annotations
@@ -58,6 +63,53 @@ def load_clips(manifest: Path, n: int, clip_s: float, sr: int, hop: int, seed: i
     return clips
 
 
+def oneills_clips(n: int, clip_s: float, sr: int, mel, seed: int) -> list[dict]:
+    """``n`` tunes of the reserved O'Neill collection (evaluation only), rendered with a seeded solo
+    instrument and tempo, the first ``clip_s`` seconds, with labels (12, frames) from the score."""
+    from audiodiff.data.music import SOLO_INSTRUMENTS, list_pieces, piece_notes, render_piece
+    from audiodiff.data.music_render import chroma_of, melody_pitch
+
+    rng = random.Random(seed)
+    pieces = list_pieces("oneills1850", allow_reserved=True)
+    clips, tried = [], 0
+    while len(clips) < n and tried < 4 * n:
+        tried += 1
+        piece = pieces[rng.randrange(len(pieces))]
+        instrument = sorted(SOLO_INSTRUMENTS)[rng.randrange(len(SOLO_INSTRUMENTS))]
+        tempo = float(rng.randrange(80, 144, 8))
+        try:
+            parts = piece_notes(piece, allow_reserved=True)
+            r = render_piece(piece, instrument, tempo, max_duration_s=clip_s + 1.0, sample_rate=sr,
+                             allow_reserved=True)
+        except Exception as exc:  # an unparsable ABC tune: take another
+            print(f"skip {piece.piece_id}: {exc}", file=sys.stderr)
+            continue
+        wav, _ = load_audio(r.wav_path, sample_rate=sr, mono=True)
+        num = min(wav.shape[-1], round(clip_s * sr)) // mel.hop_length * mel.hop_length
+        pitch = melody_pitch(parts, tempo, num // mel.hop_length, mel)
+        clips.append({"name": f"{piece.piece_id}:{instrument}:{int(tempo)}", "wav": peak_normalize(wav[:, :num], -1.0),
+                      "caption": r.caption, "pitch": pitch,
+                      "labels": torch.from_numpy(chroma_of(pitch).astype(np.float32))})
+    return clips
+
+
+def pesto_agreement(wav: torch.Tensor, pitch: np.ndarray, sr: int, hop: int) -> dict:
+    """PESTO's pitch of ``wav`` vs the score's ``pitch`` (MIDI, -1 = rest) on the frames the score
+    voices: fraction within 50 cents (octave errors count as misses) and within the pitch class."""
+    import pesto
+
+    step_ms = 1000.0 * hop / sr
+    _, f0, conf, _ = pesto.predict(wav.flatten(), sr, step_size=step_ms, convert_to_freq=True)
+    f0 = f0.flatten().numpy()
+    # PESTO's frame i is centred at i * hop; the score's frame i at (i + 0.5) * hop.
+    n = min(len(pitch), len(f0) - 1)
+    est = 69 + 12 * np.log2(np.maximum(0.5 * (f0[:n] + f0[1:n + 1]), 1e-3) / 440.0)
+    voiced = pitch[:n] >= 0
+    err = est[voiced] - pitch[:n][voiced]
+    return {"within_50c": float(np.mean(np.abs(err) < 0.5)),
+            "pitch_class": float(np.mean(np.abs((err + 6) % 12 - 6) < 0.5))}
+
+
 def chroma_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean framewise cosine of two (12, N) chromas over frames where both are non-zero."""
     n = min(a.shape[-1], b.shape[-1])
@@ -91,23 +143,35 @@ def click_ratio(wav: torch.Tensor, borders: list[int], sr: int) -> float:
     return around / max(median, 1e-12)
 
 
-def loop_score(wav: torch.Tensor, pipe: TextToAudioPipeline, min_lag_s: float = 1.0) -> float:
-    """Max over lags > min_lag_s of the mean cosine of log-mel frames i and i + lag."""
+def loop_scores(wav: torch.Tensor, pipe: TextToAudioPipeline, min_lag_s: float = 1.0) -> np.ndarray:
+    """Mean cosine of log-mel frames i and i + lag for each lag from ``min_lag_s`` up to the clip's
+    length minus ``min_lag_s`` (index 0 is ``min_lag_s``)."""
     mel = MelSpectrogram(pipe.config.mel)(wav.reshape(1, -1))[0]  # (M, N)
     f = mel - mel.mean(0, keepdim=True)
     f = f / f.norm(dim=0, keepdim=True).clamp_min(1e-8)
     n, lo = f.shape[-1], round(min_lag_s * pipe.config.mel.frame_rate)
-    best = -1.0
-    for lag in range(lo, n - lo):
-        best = max(best, float((f[:, :-lag] * f[:, lag:]).sum(0).mean()))
-    return best
+    return np.array([float((f[:, :-lag] * f[:, lag:]).sum(0).mean()) for lag in range(lo, n - lo)])
+
+
+def loop_score(wav: torch.Tensor, pipe: TextToAudioPipeline, min_lag_s: float = 1.0) -> float:
+    """Max over lags > min_lag_s of the mean cosine of log-mel frames i and i + lag."""
+    scores = loop_scores(wav, pipe, min_lag_s)
+    return float(scores.max()) if scores.size else math.nan
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="pipeline folder (default: the bundled model)")
     ap.add_argument("--manifest", type=Path, default=MANIFEST)
-    ap.add_argument("--clips", type=int, default=8)
+    ap.add_argument("--clips", type=int, default=8, help="valid clips for the variation test")
+    ap.add_argument("--inpaint-clips", type=int, default=None, help="first N of those for inpainting (default all)")
+    ap.add_argument("--melody-source", choices=("valid", "oneills"), default="valid",
+                    help="melody references: the valid clips, or held-out O'Neill tunes rendered here")
+    ap.add_argument("--melody-clips", type=int, default=None, help="melody references (default --clips)")
+    ap.add_argument("--pesto", action="store_true", help="check the O'Neill labels with PESTO (pesto-pitch)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="CPU threads (0 = torch's default; 1 on a shared machine: 2 threads fighting "
+                         "another job for 2 cores ran 5x slower)")
     ap.add_argument("--clip-s", type=float, default=8.0)
     ap.add_argument("--long-s", type=float, default=60.0)
     ap.add_argument("--steps", type=int, default=None)
@@ -115,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     pipe = TextToAudioPipeline.from_pretrained(args.model, device=args.device)
     mc, sr = pipe.config.mel, pipe.sample_rate
@@ -124,24 +190,42 @@ def main(argv: list[str] | None = None) -> int:
     mel_of = MelSpectrogram(mc)
     res: dict = {"variation": {}, "inpaint": [], "melody": {}, "clips": [c["name"] for c in clips]}
     start = time.perf_counter()
+    vocoded: dict[str, torch.Tensor] = {}  # strength 0 = the vocoded input, reused by every test
+
+    def vocode(c: dict) -> torch.Tensor:
+        if c["name"] not in vocoded:
+            vocoded[c["name"]] = pipe.vary(c["wav"], 0.0, sample_rate=sr).waveforms[0]
+        return vocoded[c["name"]]
+
+    def lap(what: str, t0: float) -> float:
+        res.setdefault("section_seconds", {})[what] = round(time.perf_counter() - t0, 1)
+        print(f"{what}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+        return time.perf_counter()
+    t_sec = time.perf_counter()
 
     # (a) variation
     for s in STRENGTHS:
         rows = []
         for c in clips:
-            out = pipe.vary(c["wav"], s, prompt=c["caption"], sample_rate=sr, **gen).waveforms[0]
+            out = (vocode(c) if s == 0 else
+                   pipe.vary(c["wav"], s, prompt=c["caption"], sample_rate=sr, **gen).waveforms[0])
             n = min(out.shape[-1], c["wav"].shape[-1])
             with torch.inference_mode():
                 cos = chroma_cosine(chroma(c["wav"][:, :n])[0], chroma(out[:, :n])[0])
                 l1 = float((mel_of(c["wav"][:, :n]) - mel_of(out[:, :n])).abs().mean())
             rows.append({"clip": c["name"], "chroma_cos": cos, "mel_l1": l1})
         res["variation"][str(s)] = rows
+    means = [float(np.nanmean([r["chroma_cos"] for r in res["variation"][str(s)]])) for s in STRENGTHS]
+    l1s = [float(np.nanmean([r["mel_l1"] for r in res["variation"][str(s)]])) for s in STRENGTHS]
+    res["variation_monotonic"] = {"chroma_cos_falls": all(a >= b for a, b in zip(means, means[1:])),
+                                  "mel_l1_rises": all(a <= b for a, b in zip(l1s, l1s[1:]))}
+    t_sec = lap("variation", t_sec)
 
     # (b) inpainting: the middle 30% of each clip
-    for c in clips:
+    for c in clips[:args.inpaint_clips]:
         dur = c["wav"].shape[-1] / sr
         a_s, b_s = round(0.35 * dur, 2), round(0.65 * dur, 2)
-        ref = pipe.vary(c["wav"], 0.0, sample_rate=sr).waveforms[0]
+        ref = vocode(c)
         out = pipe.inpaint(c["wav"], a_s, b_s, prompt=c["caption"], sample_rate=sr, **gen).waveforms[0]
         a, b = round(a_s * sr), round(b_s * sr)
         outside = torch.cat([(out - ref)[..., :a].flatten(), (out - ref)[..., b:].flatten()])
@@ -149,22 +233,40 @@ def main(argv: list[str] | None = None) -> int:
                                "click_ratio": click_ratio(out, [a, b], sr),
                                "click_ratio_vocoded_input": click_ratio(ref, [a, b], sr)})
 
+    t_sec = lap("inpaint", t_sec)
+
     # (c) long audio
     prompt = clips[0]["caption"] if clips else "calm piano music"
     t0 = time.perf_counter()
     long = pipe.generate_long(prompt, args.long_s, **gen)
+    gen_s = time.perf_counter() - t0
+    scores = loop_scores(long.waveforms[0], pipe)
+    ref_scores = loop_scores(clips[0]["wav"], pipe) if clips else np.array([math.nan])
+    frame_rate = mc.frame_rate
     res["long"] = {"prompt": prompt, "duration_s": args.long_s, "samples": long.waveforms.shape[-1],
                    "exact_length": long.waveforms.shape[-1] == round(args.long_s * sr),
-                   "loop_score": loop_score(long.waveforms[0], pipe),
-                   "loop_score_reference_clip": loop_score(clips[0]["wav"], pipe) if clips else math.nan,
-                   "seconds": time.perf_counter() - t0}
+                   "loop_score": float(scores.max()), "loop_lag_s": round((scores.argmax() + round(frame_rate)) / frame_rate, 2),
+                   "loop_score_median": float(np.median(scores)),
+                   "loop_score_reference_clip": float(ref_scores.max()),
+                   "loop_score_reference_clip_median": float(np.median(ref_scores)),
+                   "windows": long.settings.get("windows"), "seconds": gen_s}
+    t_sec = lap("long", t_sec)
 
     # (d) melody
     has_melody = pipe.unet.config.cond_channels == 12
-    for c in clips:
+    n_melody = args.clips if args.melody_clips is None else args.melody_clips
+    if args.melody_source == "oneills":
+        mclips = oneills_clips(n_melody, args.clip_s, sr, mc, args.seed)
+    else:
+        mclips = clips[:n_melody]
+    res["melody_clips"] = [{"name": c["name"], "caption": c["caption"]} for c in mclips]
+    if args.pesto and args.melody_source == "oneills":
+        res["pesto_label_check"] = [{"clip": c["name"], **pesto_agreement(c["wav"], c["pitch"], sr, mc.hop_length)}
+                                    for c in mclips]
+    for c in mclips:
         if c["labels"] is None:
             continue
-        outs = {"reference_vocoded": pipe.vary(c["wav"], 0.0, sample_rate=sr).waveforms[0],
+        outs = {"reference_input": c["wav"], "reference_vocoded": vocode(c),
                 "text_only": pipe(c["caption"], duration_s=c["wav"].shape[-1] / sr, **gen).waveforms[0]}
         if has_melody:
             outs["melody"] = pipe.melody(c["wav"], prompt=c["caption"], sample_rate=sr, **gen).waveforms[0]
@@ -173,29 +275,49 @@ def main(argv: list[str] | None = None) -> int:
             res["melody"].setdefault(kind, []).append({"clip": c["name"], "chroma_cos": chroma_cosine(ch, c["labels"]),
                                                        "frame_acc": frame_accuracy(ch, c["labels"])})
     res["melody_input"] = has_melody
+    lap("melody", t_sec)
     res["seconds"] = time.perf_counter() - start
 
     def m(rows, key):
         mean, std = mean_std([r[key] for r in rows])
         return round(mean, 4) if not math.isnan(mean) else "n/a"
 
+    def sd(rows, key):
+        mean, std = mean_std([r[key] for r in rows])
+        return round(std, 4) if not math.isnan(std) else "n/a"
+
+    mono = res["variation_monotonic"]
     md = [f"# Variations benchmark ({len(clips)} valid music clips of <= {args.clip_s:g} s, "
-          f"model {args.model or 'bundled'})", "", machine_line(machine_info(args.device)), "",
+          f"model {args.model or 'bundled'})", "", machine_line(machine_info(args.device)),
+          f"; {args.steps or pipe.config.default_steps} steps; {res['seconds']:.0f} s in all "
+          f"({', '.join(f'{k} {v:g} s' for k, v in res['section_seconds'].items())})", "",
           "## (a) Variation: input vs output", "",
-          markdown_table(["strength", "chroma cosine", "mel L1"],
-                         [[s, m(r, "chroma_cos"), m(r, "mel_l1")] for s, r in res["variation"].items()]),
-          "", "## (b) Inpainting (middle 30%)", "",
+          markdown_table(["strength", "chroma cosine", "(std)", "mel L1", "(std)"],
+                         [[s, m(r, "chroma_cos"), sd(r, "chroma_cos"), m(r, "mel_l1"), sd(r, "mel_l1")]
+                          for s, r in res["variation"].items()]),
+          "", f"Chroma cosine falls monotonically: {mono['chroma_cos_falls']}; mel L1 rises monotonically: "
+          f"{mono['mel_l1_rises']}.",
+          "", f"## (b) Inpainting (middle 30%, {len(res['inpaint'])} clips)", "",
           markdown_table(["max abs diff outside", "click ratio", "click ratio (vocoded input)"],
                          [[m(res["inpaint"], "max_abs_outside"), m(res["inpaint"], "click_ratio"),
                            m(res["inpaint"], "click_ratio_vocoded_input")]]),
           "", f"## (c) Long audio ({args.long_s:g} s)", "",
-          markdown_table(["exact length", "loop score (max lag>1 s)", "same on a real clip", "seconds"],
-                         [[str(res["long"]["exact_length"]), round(res["long"]["loop_score"], 4),
-                           round(res["long"]["loop_score_reference_clip"], 4), round(res["long"]["seconds"], 1)]]),
-          "", "## (d) Melody vs the reference's melody labels", "",
+          markdown_table(["exact length", "windows", "loop score (max lag>1 s)", "at lag (s)", "median over lags",
+                          "real clip: max", "real clip: median", "seconds"],
+                         [[str(res["long"]["exact_length"]), res["long"]["windows"],
+                           round(res["long"]["loop_score"], 4), res["long"]["loop_lag_s"],
+                           round(res["long"]["loop_score_median"], 4),
+                           round(res["long"]["loop_score_reference_clip"], 4),
+                           round(res["long"]["loop_score_reference_clip_median"], 4), round(res["long"]["seconds"], 1)]]),
+          "", f"## (d) Melody vs the reference's melody labels ({len(mclips)} "
+          f"{'held-out O' + chr(39) + 'Neill tunes' if args.melody_source == 'oneills' else 'valid clips'})", "",
           markdown_table(["output", "chroma cosine", "frame accuracy"],
                          [[k, m(r, "chroma_cos"), m(r, "frame_acc")] for k, r in res["melody"].items()]),
           "" if has_melody else "\nThis model has no melody input: only text-only and vocoded rows."]
+    if "pesto_label_check" in res:
+        pc = res["pesto_label_check"]
+        md += ["", "Score labels vs PESTO's pitch of the rendered reference (voiced frames): within 50 cents "
+               f"{m(pc, 'within_50c')}, same pitch class {m(pc, 'pitch_class')}."]
     payload = {"model": args.model or "bundled", "args": {k: str(v) for k, v in vars(args).items()},
                "machine": machine_info(args.device), **res}
     paths = write_results("variations", payload, "\n".join(md), args.out)

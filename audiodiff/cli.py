@@ -68,7 +68,8 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     pipe = load_pipeline(args)
     result = pipe(args.prompt, negative_prompt=args.negative, duration_s=args.duration_s,
                   num_steps=args.steps, guidance_scale=args.guidance, sampler=args.sampler,
-                  seed=args.seed, batch_size=args.n, progress=not args.quiet)
+                  seed=args.seed, batch_size=args.n, progress=not args.quiet,
+                  guidance_interval=args.guidance_interval)
     write_outputs(result, args.output)
     s = result.settings
     print(f"{len(result)} clip(s) in {time.perf_counter() - start:.1f} s "
@@ -105,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prompt", help='what to generate, e.g. "heavy rain falling on a roof"')
     p.add_argument("--duration-s", type=float, default=None, help="seconds of audio (model default: 5)")
     add_generation_args(p)
+    p.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("SIGMA_LO", "SIGMA_HI"),
+                   help="guide only the steps with SIGMA_LO < sigma <= SIGMA_HI, the others cost half "
+                        "(model default; 0 1e9 guides every step)")
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("vocode", help="audio -> mel spectrogram -> audio through a vocoder",

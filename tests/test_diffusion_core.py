@@ -275,6 +275,34 @@ def test_cfg_identities_and_single_forward():
     torch.testing.assert_close(cfg_denoise(den, cond, uncond, 1.0 + 1e-7)(x, sigma), plain_cond)
 
 
+def test_cfg_limited_interval_guides_only_inside():
+    """Guidance limited to lo < sigma <= hi: inside, the batched guided prediction; outside, the
+    conditional prediction alone from a forward of B items (that is what makes it cheaper)."""
+    cond, uncond = _conds()
+    x = torch.randn(3, 2, 7)
+    den = CountingDenoiser()
+    guided = cfg_denoise(den, cond, uncond, 4.0, interval=(0.5, 2.0))
+    full = cfg_denoise(den, cond, uncond, 4.0)
+    for s, inside in ((0.5, False), (0.7, True), (2.0, True), (2.5, False), (80.0, False)):
+        sigma = torch.full((3,), s)
+        den.batches.clear()
+        out = guided(x, sigma)
+        if inside:
+            assert den.batches == [6]
+            torch.testing.assert_close(out, full(x, sigma))
+        else:
+            assert den.batches == [3]
+            assert torch.equal(out, den(x, sigma, cond))
+    # Items at different sigmas: guided if any is inside (one forward for the whole batch).
+    den.batches.clear()
+    mixed = torch.tensor([0.1, 1.0, 5.0])
+    torch.testing.assert_close(guided(x, mixed), full(x, mixed))
+    assert den.batches[0] == 6
+    for bad in ((2.0, 1.0), (-1.0, 1.0), (1.0,), "low", (0.0, float("nan"))):
+        with pytest.raises(ValueError, match="guidance_interval"):
+            cfg_denoise(den, cond, uncond, 4.0, interval=bad)
+
+
 def test_cfg_rejects_bad_scales_and_batches():
     cond, uncond = _conds()
     for bad in (float("nan"), float("inf"), -float("inf"), "high", True):

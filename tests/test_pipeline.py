@@ -64,6 +64,34 @@ def test_guidance_zero_ignores_prompt_and_one_ignores_negative(pipe):
     assert not torch.allclose(plain, guided, atol=1e-4)
 
 
+def test_guidance_interval_default_and_override(pipe):
+    """The config's interval limits guidance (cheaper unguided steps, reported in the settings);
+    a call can widen it to every step, which reproduces unlimited guidance exactly."""
+    kw = dict(duration_s=0.5, num_steps=4, seed=2, guidance_scale=3.0)
+    batches = []
+    hook = pipe.unet.register_forward_pre_hook(lambda m, args: batches.append(args[0].shape[0]))
+    try:
+        everywhere = gen(pipe, **kw)
+        assert batches == [2] * 4
+        batches.clear()
+        limited_cfg = pipe.config.replace(guidance_interval=(0.5, 10.0))
+        old, pipe.config = pipe.config, limited_cfg
+        try:
+            sigmas = pipe.config.schedule.sigmas(4)[:-1]
+            limited = gen(pipe, **kw)
+            assert batches == [2 if 0.5 < s <= 10 else 1 for s in sigmas.tolist()] and 1 in batches and 2 in batches
+            assert limited.settings["guidance_interval"] == [0.5, 10.0]
+            assert not torch.allclose(limited.waveforms, everywhere.waveforms, atol=1e-4)
+            wide = gen(pipe, guidance_interval=(0, float("inf")), **kw)
+            torch.testing.assert_close(wide.waveforms, everywhere.waveforms)
+            with pytest.raises(ValueError, match="guidance_interval"):
+                gen(pipe, guidance_interval=(3.0, 1.0), **kw)
+        finally:
+            pipe.config = old
+    finally:
+        hook.remove()
+
+
 @pytest.mark.parametrize("sampler", ["euler", "heun", "dpmpp_2m", "ddim"])
 def test_every_sampler_runs(pipe, sampler):
     out = gen(pipe, sampler=sampler, num_steps=2)

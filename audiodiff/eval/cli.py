@@ -23,7 +23,8 @@ def _evaluate(args: argparse.Namespace) -> None:
                             category_names=names, clips_per_category=args.clips_per_category,
                             real_per_category=args.real_per_category, duration_s=args.duration_s,
                             steps=args.steps, guidance=args.guidance, seed=args.seed, device=args.device,
-                            cache_dir=args.cache_dir, progress=not args.quiet)
+                            cache_dir=args.cache_dir, progress=not args.quiet,
+                            guidance_interval=args.guidance_interval)
     json_path, md_path = write_report(report, args.output)
     print(markdown_report(report))
     print(f"wrote {json_path} and {md_path}")
@@ -49,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="seconds generated per clip; real clips are cropped to the same (default 4)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (model default)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (model default)")
+    p.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("SIGMA_LO", "SIGMA_HI"),
+                   help="guide only the steps with SIGMA_LO < sigma <= SIGMA_HI (model default)")
     p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     p.add_argument("--data", action="append", default=None,
                    help="corpus folder holding */manifest.jsonl, or a manifest (repeatable; default data/corpora)")

@@ -111,7 +111,8 @@ def untrained_like(pipe=None, seed: int = 0):
 
 def generate_clips(pipe, categories: Sequence[Category], clips_per_category: int, duration_s: float,
                    steps: int | None, guidance: float | None, seed: int, desc: str,
-                   progress: bool = True) -> tuple[list[torch.Tensor], list[str], list[str]]:
+                   progress: bool = True, guidance_interval: tuple[float, float] | None = None,
+                   ) -> tuple[list[torch.Tensor], list[str], list[str]]:
     """Clip j of a category uses prompt j mod len(prompts); prompt i's items use seeds
     seed + 1000 i + 0, 1, ... so a category's clips do not depend on the other categories."""
     from tqdm.auto import tqdm
@@ -124,7 +125,7 @@ def generate_clips(pipe, categories: Sequence[Category], clips_per_category: int
             if n == 0:
                 continue
             out = pipe(prompt, duration_s=duration_s, num_steps=steps, guidance_scale=guidance,
-                       seed=seed + 1000 * i, batch_size=n)
+                       seed=seed + 1000 * i, batch_size=n, guidance_interval=guidance_interval)
             wavs += [w.float().cpu() for w in out.waveforms]
             labels += [cat.name] * n
             prompts += [prompt] * n
@@ -164,7 +165,7 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
                    real_per_category: int = 16, duration_s: float = 4.0, steps: int | None = None,
                    guidance: float | None = None, seed: int = 0, device: str | None = None,
                    cache_dir: str | os.PathLike | None = None, k_neighbours: int = 3,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, guidance_interval: tuple[float, float] | None = None) -> dict:
     """Score a model (and/or an untrained baseline) against the real clips; returns the report dict."""
     if clips_per_category < 1 or real_per_category < 2:
         raise ValueError("need --clips-per-category >= 1 and --real-per-category >= 2")
@@ -189,7 +190,8 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "settings": {"model": model, "baseline": baseline, "clips_per_category": clips_per_category,
                      "real_per_category": real_per_category, "duration_s": duration_s, "steps": steps,
-                     "guidance": guidance, "seed": seed, "device": device or "cpu",
+                     "guidance": guidance, "guidance_interval": None if guidance_interval is None
+                     else list(guidance_interval), "seed": seed, "device": device or "cpu",
                      "k_neighbours": k_neighbours, "data": [str(d) for d in data_dirs]},
         "embedder": EMBEDDER_VERSION, "taxonomy_version": TAXONOMY_VERSION,
         "host": platform.node(), "torch": torch.__version__,
@@ -217,7 +219,7 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
     for name, p in targets:
         t0 = time.perf_counter()
         wavs, labels, prompts = generate_clips(p, categories, clips_per_category, duration_s, steps, guidance,
-                                               seed, f"generating ({name})", progress)
+                                               seed, f"generating ({name})", progress, guidance_interval)
         gen_seconds = time.perf_counter() - t0
         emb = embedder.embed(wavs, p.sample_rate)
         scored = _score_generated(emb, labels, real_emb, real_idx, names, k_neighbours)
@@ -243,7 +245,8 @@ def markdown_report(report: dict) -> str:
              f"model `{(s['model'] or 'bundled default') if 'model' in report['generated'] else 'none'}`, "
              f"{len(report['categories'])} categories, "
              f"{s['clips_per_category']} generated clips per category ({s['duration_s']:g} s, steps "
-             f"{s['steps'] or 'default'}, guidance {s['guidance'] if s['guidance'] is not None else 'default'}, "
+             f"{s['steps'] or 'default'}, guidance {s['guidance'] if s['guidance'] is not None else 'default'}"
+             f"{'' if s.get('guidance_interval') is None else ' in sigma ' + str(tuple(s['guidance_interval']))}, "
              f"seed {s['seed']}), {real['clips']} real clips {real['by_split']}; embedding {report['embedder']}, "
              f"per-class {s['k_neighbours']}-NN (cosine) classifier over the real clips.", "",
              "| clips | n | top-1 | top-5 | Frechet distance to real |", "|---|---|---|---|---|",

@@ -22,6 +22,7 @@ from ..config import ConfigError
 from ..diffusion import (
     EDMDenoiser, cfg_denoise, generators_from_seeds, get_sampler, randn_from_seeds, seeds_for_batch,
 )
+from ..diffusion.guidance import check_interval
 
 MAX_STEPS = 1000
 MAX_BATCH = 256
@@ -151,8 +152,11 @@ def guided_sample(
     callback: Callable[[dict], None] | None = None,
     init: torch.Tensor | None = None,
     sampler_options: dict | None = None,
+    guidance_interval: tuple[float, float] | None = None,
 ) -> torch.Tensor:
     """Run a sampler with classifier-free guidance from seeded noise; returns x0 (B, *shape).
+
+    guidance_interval: (lo, hi): guide only the steps with lo < sigma <= hi (see cfg_denoise).
 
     init: a clean starting point (audio-to-audio); it is noised to ``sigmas[0]`` with the seeded
     noise. Without it sampling starts from pure noise at ``sigmas[0]``.
@@ -166,7 +170,7 @@ def guided_sample(
     # The sampler's own fresh noise (DDIM eta > 0) is seeded per item too, so an item's audio
     # does not depend on the batch it was generated in.
     generator = generators_from_seeds([s + 7919 for s in seeds])
-    denoise = cfg_denoise(denoiser, cond, uncond, guidance_scale)
+    denoise = cfg_denoise(denoiser, cond, uncond, guidance_scale, guidance_interval)
     bar = tqdm(total=steps, desc="sampling", unit="step", disable=not progress, leave=False)
 
     def report(info: dict) -> None:
@@ -194,19 +198,25 @@ class Request:
     num_steps: int
     guidance_scale: float
     sampler: str
+    guidance_interval: tuple[float, float] | None = None  # None: guided at every step
 
     def settings(self) -> dict[str, Any]:
+        interval = None if self.guidance_interval is None else list(self.guidance_interval)
         return dict(duration_s=self.duration_s, num_steps=self.num_steps, guidance_scale=self.guidance_scale,
-                    sampler=self.sampler, negative_prompts=self.negatives)
+                    guidance_interval=interval, sampler=self.sampler, negative_prompts=self.negatives)
 
 
 def resolve_request(config: Any, prompt, negative_prompt, duration_s, num_steps, guidance_scale, sampler,
-                    seed, batch_size) -> Request:
+                    seed, batch_size, guidance_interval=None) -> Request:
     """Check a call's arguments against a pipeline config's limits and fill in its defaults.
 
     ``config`` has min/max/default_duration_s, default_steps, default_guidance_scale and
-    default_sampler.
+    default_sampler, and may have guidance_interval (the default of ``guidance_interval``;
+    pass (0, inf) to guide every step of a model whose default limits it).
     """
+    if guidance_interval is None:
+        guidance_interval = getattr(config, "guidance_interval", None)
+    guidance_interval = check_interval(guidance_interval)
     duration_s = check_duration(config.default_duration_s if duration_s is None else duration_s,
                                 config.max_duration_s, config.min_duration_s)
     num_steps = check_positive_int("num_steps", config.default_steps if num_steps is None else num_steps, MAX_STEPS)
@@ -225,4 +235,4 @@ def resolve_request(config: Any, prompt, negative_prompt, duration_s, num_steps,
         else:
             raise ValueError(f"got {len(negatives)} negative prompts for {len(base)} prompts")
     return Request(prompts, negatives, make_seeds(seed, len(prompts)), duration_s, num_steps,
-                   guidance_scale, sampler)
+                   guidance_scale, sampler, guidance_interval)

@@ -22,6 +22,7 @@ from ..audio.features import MelConfig, denormalize_mel
 from ..conditioning.text import TextConditioner
 from ..config import Config, ConfigError, check, register_config
 from ..diffusion import EDMDenoiser, NoiseScheduleConfig, get_sampler
+from ..diffusion.guidance import check_interval
 from ..hub import load_component, resolve_pretrained, save_component
 from ..models.unet_mel import UNetMel
 from ..models.vocoder import BUILTIN_VOCODERS, HiFiGAN, check_mel_match, load_vocoder
@@ -52,6 +53,8 @@ class TextToAudioConfig(Config):
     default_steps: int = 25
     default_guidance_scale: float = 3.0
     default_sampler: str = "dpmpp_2m"
+    # Guide only the steps with lo < sigma <= hi (None: every step); unguided steps cost half.
+    guidance_interval: tuple[float, float] | None = None
     # The clip length the model was trained on: the context and window of the modes that work
     # window by window (continuation, generate_long, variations of clips over max_duration_s).
     window_s: float = 10.0
@@ -65,6 +68,10 @@ class TextToAudioConfig(Config):
         check(self.default_steps >= 1, "TextToAudioConfig.default_steps must be >= 1")
         check(self.default_guidance_scale >= 0, "TextToAudioConfig.default_guidance_scale must be >= 0")
         get_sampler(self.default_sampler)
+        try:
+            check_interval(self.guidance_interval)
+        except ValueError as err:
+            raise ConfigError(f"TextToAudioConfig.{err}") from None
         check(0 < self.window_s <= self.max_duration_s <= self.max_input_duration_s,
               "TextToAudioConfig needs 0 < window_s <= max_duration_s <= max_input_duration_s")
 
@@ -88,6 +95,12 @@ class TextToAudioPipeline:
         self.text = text.eval()
         self.vocoder = vocoder.eval()
         self.denoiser = EDMDenoiser(self.unet, sigma_data=config.schedule.sigma_data)
+        self._set_memory_format()
+
+    def _set_memory_format(self) -> None:
+        # On the CPU, channels-last UNet weights make oneDNN's convolutions about 30% faster.
+        if self.device.type == "cpu":
+            self.unet.to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
@@ -127,8 +140,11 @@ class TextToAudioPipeline:
         return folder
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> TextToAudioPipeline:
-        """Move the networks; ``dtype`` (bf16/fp16 on GPUs) applies to the UNet and the vocoder."""
+        """Move the networks; ``dtype`` (bf16/fp16 on GPUs) applies to the UNet and the vocoder.
+        On the CPU the UNet's weights are kept channels-last: oneDNN's convolutions are then
+        about 30% faster (a guided 5 s step: 0.41 -> 0.29 s on 2 cores), same results to rounding."""
         self.unet.to(device=device, dtype=dtype)
+        self._set_memory_format()
         self.vocoder.to(device=device, dtype=dtype)
         self.text.to(device=device)
         return self
@@ -166,10 +182,11 @@ class TextToAudioPipeline:
         init_mel: torch.Tensor | None = None,
         sigmas: torch.Tensor | None = None,
         sampler_options: dict | None = None,
+        guidance_interval: tuple[float, float] | None = None,
     ) -> tuple[torch.Tensor, Request]:
         """Sample normalised log-mels (B, 1, n_mels, N); the building block of every mode."""
         req = resolve_request(self.config, prompt, negative_prompt, duration_s, num_steps, guidance_scale,
-                              sampler, seed, batch_size)
+                              sampler, seed, batch_size, guidance_interval)
         mel = self.config.mel
         # Enough frames to cover the requested samples; the waveform is cropped to length.
         n_frames = -(-round(req.duration_s * mel.sample_rate) // mel.hop_length)
@@ -182,6 +199,7 @@ class TextToAudioPipeline:
             self.denoiser, (self.unet.config.in_channels, mel.n_mels, n_frames), req.seeds, sigmas,
             cond, uncond, req.guidance_scale, req.sampler, self.device,
             progress=progress, callback=callback, init=init_mel, sampler_options=sampler_options,
+            guidance_interval=req.guidance_interval,
         )
         return x, req
 
@@ -208,6 +226,7 @@ class TextToAudioPipeline:
         batch_size: int = 1,
         progress: bool = False,
         callback: Callable[[dict], None] | None = None,
+        guidance_interval: tuple[float, float] | None = None,
     ) -> AudioOutput:
         """Generate ``batch_size`` clips per prompt; returns waveforms of exactly ``duration_s``.
 
@@ -216,9 +235,13 @@ class TextToAudioPipeline:
         guidance_scale: 0 = unconditional, 1 = conditional without guidance, >1 stronger adherence.
         sampler: "dpmpp_2m" (default), "euler", "heun" or "ddim".
         seed: base seed (item i uses seed + i) or one seed per item; None picks one (reported).
+        guidance_interval: (sigma_lo, sigma_hi): guide only the steps with sigma_lo < sigma <=
+            sigma_hi, the others cost half; None = the model's default (config.guidance_interval),
+            (0, inf) = every step.
         """
         mel, req = self.generate_mel(prompt, negative_prompt, duration_s, num_steps, guidance_scale,
-                                     sampler, seed, batch_size, progress, callback)
+                                     sampler, seed, batch_size, progress, callback,
+                                     guidance_interval=guidance_interval)
         wav = self.decode(mel, round(req.duration_s * self.sample_rate))
         return AudioOutput(wav, self.sample_rate, req.seeds, req.prompts, req.settings())
 

@@ -211,7 +211,8 @@ def _sample(pipe, job: _Job, n_frames: int, sigmas: torch.Tensor, seeds: list[in
         callback({**info, "window": window[0], "windows": window[1]})
 
     return guided_sample(denoiser, shape, seeds, sigmas, job.cond, job.uncond, job.guidance, job.req.sampler,
-                         pipe.device, progress=progress, callback=None if callback is None else report, init=init)
+                         pipe.device, progress=progress, callback=None if callback is None else report, init=init,
+                         guidance_interval=job.req.guidance_interval)
 
 
 def _border_mask(n_frames: int, a: int, b: int, ramp: int) -> torch.Tensor:

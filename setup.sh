@@ -24,7 +24,7 @@ fi
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[test,bench]"
 # Test-only reference implementations, installed without their (heavy, unused) dependencies.
 .venv/bin/python -m pip install -q --no-deps "k-diffusion==0.1.1.post1" "torchsde==0.2.6" "torchdiffeq==0.2.5" trampoline
 # aiSFX sound embedding for `audiodiff evaluate` (MIT; its pins on old librosa/numpy are unused).

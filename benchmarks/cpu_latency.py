@@ -1,0 +1,174 @@
+#!/usr/bin/env python
+"""CPU latency of the real default pipeline (``TextToAudioPipeline.from_pretrained()``), end to
+end and per stage, for the variants that make up the CPU defaults, measured in one run.
+
+Each variant changes one thing against the one before, and the variants are timed interleaved
+(round-robin over the repeats), so a noisy shared machine slows all of them alike:
+
+* ``before``: the settings the bundled model shipped with: UNet weights in the default
+  (contiguous) layout, HiFi-GAN as 1D convolutions, 10 DPM++ 2M steps, guidance at every step;
+* ``channels-last``: the UNet channels-last and HiFi-GAN as channels-last 2D convolutions (same
+  results to float rounding; what the library does on the CPU now);
+* ``+interval``: guidance limited to ``--interval`` (one forward of 1 item instead of 2 outside);
+* ``+steps N``: ``--fewer-steps`` steps;
+* ``defaults``: no overrides at all: whatever the bundled pipeline's config says.
+
+Also the cold start: ``audiodiff generate PROMPT -o OUT.wav`` in a fresh process (wall time and
+peak RSS from ``/usr/bin/time``), the way a new user meets it.
+
+    python benchmarks/cpu_latency.py --threads 2 --durations 5 10 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import DEFAULT_OUT, machine_info, machine_line, markdown_table, write_results  # noqa: E402
+
+PROMPT = "heavy rain falling on a roof"
+EVERY_STEP = (0.0, float("inf"))
+
+
+def variants(args) -> dict[str, dict]:
+    """name -> (layout, call keywords); the keywords override the pipeline's defaults."""
+    interval = tuple(args.interval)
+    return {
+        "before": {"fast_layout": False, "kw": {"num_steps": 10, "guidance_interval": EVERY_STEP}},
+        "channels-last": {"fast_layout": True, "kw": {"num_steps": 10, "guidance_interval": EVERY_STEP}},
+        "+interval": {"fast_layout": True, "kw": {"num_steps": 10, "guidance_interval": interval}},
+        f"+steps {args.fewer_steps}": {"fast_layout": True,
+                                       "kw": {"num_steps": args.fewer_steps, "guidance_interval": interval}},
+        "defaults": {"fast_layout": True, "kw": {}},
+    }
+
+
+def set_layout(pipe, fast: bool) -> None:
+    pipe.unet.to(memory_format=torch.channels_last if fast else torch.contiguous_format)
+    pipe.vocoder.cpu_channels_last = fast
+
+
+def run_once(pipe, duration_s: float, kw: dict) -> dict[str, float]:
+    t0 = time.perf_counter()
+    mel, req = pipe.generate_mel(PROMPT, duration_s=duration_s, seed=0, **kw)
+    t1 = time.perf_counter()
+    wav = pipe.decode(mel, round(req.duration_s * pipe.sample_rate))
+    t2 = time.perf_counter()
+    assert wav.shape[-1] == round(duration_s * pipe.sample_rate)
+    return {"total_s": t2 - t0, "sampling_s": t1 - t0, "vocoder_s": t2 - t1,
+            "steps": req.num_steps, "guidance_interval": req.guidance_interval}
+
+
+def cold_start(model: str | None, repeats: int) -> dict:
+    """``audiodiff generate`` in a fresh process: wall seconds and peak RSS."""
+    exe = Path(sys.executable).with_name("audiodiff")
+    timer = shutil.which("time") or "/usr/bin/time"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            cmd = [timer, "-v", str(exe), "generate", PROMPT, "-o", f"{tmp}/out{i}.wav", "-q"]
+            if model:
+                cmd += ["--model", model]
+            t0 = time.perf_counter()
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            wall = time.perf_counter() - t0
+            if done.returncode:
+                raise RuntimeError(f"audiodiff generate failed:\n{done.stderr[-2000:]}")
+            rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
+            runs.append({"wall_s": wall, "peak_rss_mb": int(rss.group(1)) / 1024 if rss else None})
+    return {"runs": runs, "median_wall_s": statistics.median(r["wall_s"] for r in runs),
+            "peak_rss_mb": max(r["peak_rss_mb"] or 0 for r in runs)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=None, help="pipeline folder (default: the bundled model)")
+    p.add_argument("--durations", nargs="+", type=float, default=[5.0, 10.0])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--interval", nargs=2, type=float, default=[0.1, 50.0], metavar=("LO", "HI"))
+    p.add_argument("--fewer-steps", type=int, default=8)
+    p.add_argument("--variants", nargs="+", default=None, help="a subset of the variant names")
+    p.add_argument("--cold-repeats", type=int, default=3, help="cold starts of the CLI (0 = skip)")
+    p.add_argument("--out", default=str(DEFAULT_OUT))
+    args = p.parse_args(argv)
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(args.threads)
+    from audiodiff.pipelines import TextToAudioPipeline
+
+    pipe = TextToAudioPipeline.from_pretrained(args.model)
+    table = variants(args)
+    names = args.variants or list(table)
+    unknown = sorted(set(names) - set(table))
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; known: {list(table)}")
+    records = []
+    with torch.inference_mode():
+        for duration in args.durations:
+            times: dict[str, list[dict]] = {n: [] for n in names}
+            for n in names:  # warm-up (first-call allocations, oneDNN primitive caches)
+                set_layout(pipe, table[n]["fast_layout"])
+                run_once(pipe, duration, table[n]["kw"])
+            for _ in range(args.repeats):
+                for n in names:
+                    set_layout(pipe, table[n]["fast_layout"])
+                    times[n].append(run_once(pipe, duration, table[n]["kw"]))
+            for n in names:
+                runs = times[n]
+                rec = {"variant": n, "duration_s": duration, "steps": runs[0]["steps"],
+                       "guidance_interval": runs[0]["guidance_interval"],
+                       **{f"median_{k}": statistics.median(r[k] for r in runs)
+                          for k in ("total_s", "sampling_s", "vocoder_s")},
+                       "min_total_s": min(r["total_s"] for r in runs),
+                       "times_s": [r["total_s"] for r in runs]}
+                records.append(rec)
+                print(f"{duration:4.0f} s  {n:>14}: {rec['median_total_s']:6.2f} s "
+                      f"(sampling {rec['median_sampling_s']:.2f}, vocoder {rec['median_vocoder_s']:.2f})", flush=True)
+    set_layout(pipe, True)
+    cold = cold_start(args.model, args.cold_repeats) if args.cold_repeats else None
+
+    base = {r["duration_s"]: r["median_total_s"] for r in records if r["variant"] == names[0]}
+    rows = []
+    for r in records:
+        interval = r["guidance_interval"]
+        gi = "every step" if interval is None or interval[1] == float("inf") and interval[0] == 0 else \
+            f"{interval[0]:g} < sigma <= {interval[1]:g}"
+        r["speedup_vs_" + names[0]] = base[r["duration_s"]] / r["median_total_s"]
+        rows.append([r["variant"], r["duration_s"], r["steps"], gi, round(r["median_sampling_s"], 2),
+                     round(r["median_vocoder_s"], 2), round(r["median_total_s"], 2), round(r["min_total_s"], 2),
+                     round(r["duration_s"] / r["median_total_s"], 2), round(r[f"speedup_vs_{names[0]}"], 2)])
+    info = machine_info("cpu")
+    md = (f"# CPU latency of the default pipeline, end to end\n\n{machine_line(info)}; {args.threads} threads; "
+          f"model: {args.model or 'bundled'}; prompt {PROMPT!r}; median of {args.repeats} interleaved runs.\n\n"
+          + markdown_table(["variant", "audio s", "steps", "guidance", "sampling s", "vocoder s", "total s",
+                            "min s", "x real time", f"speed-up vs {names[0]}"], rows) + "\n")
+    if cold:
+        walls = ", ".join(f"{r['wall_s']:.1f}" for r in cold["runs"])
+        md += (f"\nCold start, `audiodiff generate {PROMPT!r} -o out.wav` in a fresh process (5 s of audio, "
+               f"defaults): median {cold['median_wall_s']:.1f} s wall over {len(cold['runs'])} runs "
+               f"({walls}), peak RSS {cold['peak_rss_mb']:.0f} MB.\n")
+    payload = {"machine": info, "threads": args.threads, "model": args.model, "records": records, "cold_start": cold}
+    json_path, md_path = write_results("cpu-latency", payload, md, args.out)
+    print(md)
+    print(f"wrote {json_path} and {md_path}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()

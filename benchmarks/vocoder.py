@@ -13,6 +13,7 @@ evaluate on, never to train on), and music21 scores rendered with fluidsynth. So
 prepared clips are cached under ``$AUDIODIFF_CACHE`` (default ``~/.cache/audiodiff``).
 
     python benchmarks/vocoder.py --clips-per-category 20 --device cpu --out benchmarks/results
+    python benchmarks/vocoder.py --vocoder finetuned=runs/vocoder_ft/model   # + a vocoder folder
 """
 
 from __future__ import annotations
@@ -254,8 +255,20 @@ def to_markdown(summary: list[dict[str, object]], machine: dict[str, object],
         f"peak -1 dBFS; seed {args.seed}. Mean ± std over clips; speed = total audio s / total "
         "vocoder wall s (batch 1, after warm-up). MR-STFT = spectral convergence + log-magnitude "
         f"L1, averaged over FFT sizes {'/'.join(map(str, MRSTFT_SIZES))}. `sfx-heldout` comes "
-        f"from packages reserved for evaluation ({', '.join(HELDOUT_PACKAGES)}).", "",
+        f"from packages reserved for evaluation ({', '.join(HELDOUT_PACKAGES)})."
+        + "".join(f" `{item.partition('=')[0]}`: the vocoder folder {_describe_folder(item.partition('=')[2])}."
+                  for item in getattr(args, "vocoder", [])), "",
         markdown_table(headers, rows), ""])
+
+
+def _describe_folder(path: str) -> str:
+    """``path`` plus the step of its training run when it is a training export."""
+    training = Path(path).expanduser() / "training.json"
+    try:
+        step = json.loads(training.read_text())["step"]
+    except (OSError, ValueError, KeyError):
+        return f"`{path}`"
+    return f"`{path}` (fine-tuned, step {step})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,11 +281,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--vocoders", nargs="+", default=list(VOCODERS), choices=list(VOCODERS))
+    parser.add_argument("--vocoder", action="append", default=[], metavar="NAME=PATH",
+                        help="also evaluate the HiFi-GAN folder PATH (e.g. a fine-tuned export) under NAME; "
+                             "repeatable")
     parser.add_argument("--save-audio", type=Path, default=None,
                         help="also write the resynthesised clips here (outside the repo tree)")
     args = parser.parse_args(argv)
     if args.clips_per_category < 1:
         parser.error("--clips-per-category must be at least 1")
+    sources = {name: VOCODERS[name] for name in args.vocoders}
+    for item in args.vocoder:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            parser.error(f"--vocoder expects NAME=PATH, got {item!r}")
+        if name in sources:
+            parser.error(f"--vocoder {item!r}: the name {name!r} is already taken")
+        if not Path(path).expanduser().is_dir():
+            parser.error(f"--vocoder {item!r}: {path} is not a folder")
+        sources[name] = str(Path(path).expanduser().resolve())
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -283,15 +309,15 @@ def main(argv: list[str] | None = None) -> int:
     t_clips = time.perf_counter() - t_start
     mel = MelSpectrogram(config).to(device)
     results = {}
-    for name in args.vocoders:
-        vocoder = load_vocoder(VOCODERS[name], mel_config=config, device=device).eval()
+    for name, source in sources.items():
+        vocoder = load_vocoder(source, mel_config=config, device=device).eval()
         save_dir = args.save_audio / name if args.save_audio else None
         results[name] = evaluate(vocoder, mel, clips, device, save_dir)
     summary = summarise(results)
     markdown = to_markdown(summary, machine, args)
     payload = {"machine": machine, "settings": {k: str(v) if isinstance(v, Path) else v
                                                 for k, v in vars(args).items()},
-               "mel_config": config.to_dict(), "mrstft_sizes": list(MRSTFT_SIZES),
+               "vocoder_sources": sources, "mel_config": config.to_dict(), "mrstft_sizes": list(MRSTFT_SIZES),
                "timing_s": {"build_clips": t_clips, "total": time.perf_counter() - t_start},
                "summary": summary, "clips": clips, "per_clip": results}
     json_path, md_path = write_results("vocoder", payload, markdown, args.out)

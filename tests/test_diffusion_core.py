@@ -26,6 +26,7 @@ from audiodiff.diffusion import (
     randn_like_cpu,
     seeds_for_batch,
     sigmas_for_strength,
+    variation_sigmas,
 )
 
 
@@ -77,6 +78,27 @@ def test_schedule_validation(make):
         make(10, 80.0, 0.002)
     with pytest.raises(ValueError, match="unknown schedule 'cosine'"):
         make_sigmas(10, 0.002, 80.0, schedule="cosine")
+
+
+def test_variation_sigmas_log_linear_start_and_step_count():
+    full = karras_sigmas(8, 0.002, 80.0)
+    assert torch.equal(variation_sigmas(8, 1.0, 0.002, 80.0), full)  # strength 1 = generation
+    assert torch.equal(variation_sigmas(8, 0.0, 0.002, 80.0), torch.zeros(1, dtype=torch.float64))
+    starts, counts = [], []
+    for s in (0.01, 0.2, 0.4, 0.5, 0.6, 0.8, 0.99):
+        sig = variation_sigmas(8, s, 0.002, 80.0)
+        assert sig[-1] == 0 and bool((sig[:-1] > sig[1:]).all())
+        starts.append(float(sig[0]))
+        counts.append(len(sig) - 1)
+    # log-linear: equal strength steps multiply the start sigma by the same factor
+    assert starts[1] == pytest.approx(0.05 * 1600 ** 0.2) and starts[3] == pytest.approx(0.05 * 1600 ** 0.5)
+    assert starts[2] / starts[1] == pytest.approx(starts[5] / starts[4])
+    assert counts == [1, 2, 4, 4, 5, 7, 8]  # ceil(strength * steps)
+    # strength 0.2 now starts well above the 8-step tail's 0.035, where nothing audible changed
+    assert starts[1] > 5 * float(sigmas_for_strength(full, 0.2)[0])
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="strength"):
+            variation_sigmas(8, bad, 0.002, 80.0)
 
 
 def test_sigmas_for_strength():

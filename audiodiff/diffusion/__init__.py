@@ -36,6 +36,7 @@ from audiodiff.diffusion.schedules import (
     loglinear_sigmas,
     make_sigmas,
     sigmas_for_strength,
+    variation_sigmas,
 )
 
 __all__ = [
@@ -61,4 +62,5 @@ __all__ = [
     "sample_heun",
     "seeds_for_batch",
     "sigmas_for_strength",
+    "variation_sigmas",
 ]

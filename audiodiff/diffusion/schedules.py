@@ -111,6 +111,35 @@ def sigmas_for_strength(sigmas_full: torch.Tensor, strength: float) -> torch.Ten
     return sigmas_full[n - k:]
 
 
+# Below this start sigma a variation is inaudible: 1/10 of the std of normalised log-mels (0.5).
+VARIATION_SIGMA_FLOOR = 0.05
+
+
+def variation_sigmas(num_steps: int, strength: float, sigma_min: float, sigma_max: float,
+                     rho: float = 7.0, floor: float = VARIATION_SIGMA_FLOOR) -> torch.Tensor:
+    """The schedule that audio-to-audio generation (SDEdit) runs at a ``strength`` in [0, 1].
+
+    The start sigma is log-linear in strength, ``floor * (sigma_max / floor) ** strength``, so
+    equal steps of the dial change the output by similar amounts (the tail of a short schedule, as
+    :func:`sigmas_for_strength` takes, jumps: with 8 steps, strength 0.2 started at sigma 0.035
+    and changed nothing audible). From there ``ceil(strength * num_steps)`` Karras steps run down
+    to ``sigma_min`` (weaker variations cost fewer steps). Strength 0 is ``[0]`` (no step: the
+    input comes back unchanged); strength 1 is the full ``num_steps`` schedule from ``sigma_max``.
+
+    Returns: (k + 1,) float64 on the CPU, decreasing, last element 0.
+    """
+    strength = float(strength)
+    if not (math.isfinite(strength) and 0.0 <= strength <= 1.0):
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    if not (0 < floor < sigma_max):
+        raise ValueError(f"floor must be in (0, sigma_max), got {floor}")
+    if strength == 0.0:
+        return torch.zeros(1, dtype=torch.float64)
+    start = floor * (sigma_max / floor) ** strength
+    steps = max(1, math.ceil(strength * num_steps - 1e-9))
+    return karras_sigmas(steps, min(sigma_min, start / 2), start, rho)
+
+
 @register_config
 @dataclasses.dataclass(frozen=True)
 class NoiseScheduleConfig(Config):

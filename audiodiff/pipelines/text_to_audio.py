@@ -254,8 +254,9 @@ class TextToAudioPipeline:
 
     def vary(self, audio, strength: float = 0.5, prompt: str | Sequence[str] | None = None,
              sample_rate: int | None = None, **kw) -> AudioOutput:
-        """Variations (SDEdit): the input's mel noised to the step a fraction ``strength`` from the
-        end of the schedule, then denoised. 0 returns the vocoded input, 1 ignores it. prompt None
+        """Variations (SDEdit): the input's mel noised to a sigma log-linear in ``strength``
+        (0.05 at 0+ to sigma_max at 1; see diffusion.variation_sigmas), then denoised in
+        ceil(strength * num_steps) steps. 0 returns the vocoded input, 1 ignores it. prompt None
         = the learned "no text" condition. Same length as the input."""
         return variations.vary(self, audio, strength, prompt, sample_rate, **kw)
 

@@ -5,8 +5,8 @@ Every mode works on normalised log-mels with the pipeline's own sampler and guid
 (:func:`~audiodiff.pipelines.base.guided_sample`), then the vocoder:
 
 - variation (SDEdit, Meng et al. 2022): the input mel is noised to the sigma that ``strength``
-  selects (the tail of the schedule, :func:`~audiodiff.diffusion.sigmas_for_strength`) and
-  denoised from there; strength 0 returns the vocoded input, 1 ignores it.
+  selects (log-linear in strength, :func:`~audiodiff.diffusion.variation_sigmas`) and denoised
+  from there; strength 0 returns the vocoded input, 1 ignores it.
 - inpainting (RePaint, Lugmayr et al. 2022, without its resampling loop): at every step the
   known frames of the network input are replaced by the known mel noised to the current sigma
   with the item's own seeded noise, and the known frames of the prediction by the known mel,
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..audio import AudioError, Chroma, MelConfig, MelSpectrogram, check_waveform, load_audio, normalize_mel, resample
-from ..diffusion import randn_from_seeds, sigmas_for_strength
+from ..diffusion import randn_from_seeds, variation_sigmas
 from .base import AudioOutput, Request, guided_sample, module_dtype, resolve_request
 
 MODES = ("vary", "inpaint", "continuation", "long", "melody")
@@ -306,8 +306,8 @@ def vary(pipe, audio, strength: float = 0.5, prompt=None, sample_rate: int | Non
     mel = input_mel(wav, mc)
     job = _job(pipe, prompt, negative_prompt, num / mc.sample_rate, num_steps, guidance_scale, sampler, seed,
                batch_size)
-    full = cfg.schedule.sigmas(job.req.num_steps)
-    sigmas = sigmas_for_strength(full, strength)
+    sch = cfg.schedule
+    sigmas = variation_sigmas(job.req.num_steps, strength, sch.sigma_min, sch.sigma_max, sch.rho)
     n, total = len(job.req.seeds), mel.shape[-1]
     # Clips over max_duration_s are varied in windows that overlap and crossfade.
     win = max(1, round(cfg.max_duration_s * mc.frame_rate))
@@ -317,7 +317,7 @@ def vary(pipe, audio, strength: float = 0.5, prompt=None, sample_rate: int | Non
     starts = [0] if total <= win else list(range(0, total - overlap, win - overlap))
     for k, a in enumerate(starts):
         b = min(total, a + win)
-        init = None if len(sigmas) == len(full) else mel[..., a:b].expand(n, -1, -1, -1)
+        init = None if strength == 1.0 else mel[..., a:b].expand(n, -1, -1, -1)
         x = _sample(pipe, job, b - a, sigmas, _window_seeds(job.req.seeds, k), init=init, progress=progress,
                     callback=callback, window=(k, len(starts))).cpu()
         w = torch.ones(b - a)

@@ -108,8 +108,10 @@ def _conv(conv: nn.Conv1d | nn.ConvTranspose1d, x: torch.Tensor) -> torch.Tensor
         return conv(x)
     weight = conv.weight.unsqueeze(2)
     if isinstance(conv, nn.ConvTranspose1d):
-        return F.conv_transpose2d(x, weight, conv.bias, (1, conv.stride[0]), (0, conv.padding[0]))
-    return F.conv2d(x, weight, conv.bias, (1, conv.stride[0]), (0, conv.padding[0]), (1, conv.dilation[0]))
+        return F.conv_transpose2d(x, weight, conv.bias, (1, conv.stride[0]), (0, conv.padding[0]),
+                                  (0, conv.output_padding[0]), conv.groups, (1, conv.dilation[0]))
+    return F.conv2d(x, weight, conv.bias, (1, conv.stride[0]), (0, conv.padding[0]), (1, conv.dilation[0]),
+                    conv.groups)
 
 
 @register_model(HiFiGANConfig)

@@ -98,9 +98,10 @@ class TextToAudioPipeline:
         self._set_memory_format()
 
     def _set_memory_format(self) -> None:
-        # On the CPU, channels-last UNet weights make oneDNN's convolutions about 30% faster.
-        if self.device.type == "cpu":
-            self.unet.to(memory_format=torch.channels_last)
+        # On the CPU, channels-last UNet weights make oneDNN's convolutions about 30% faster;
+        # elsewhere the weights stay contiguous (not measured there in the pipeline yet).
+        cpu = self.device.type == "cpu"
+        self.unet.to(memory_format=torch.channels_last if cpu else torch.contiguous_format)
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod

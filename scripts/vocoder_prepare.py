@@ -182,15 +182,11 @@ def choose_window(wav, piece_s: float, min_s: float, rng: random.Random,
 
 
 def write_flac16(path: Path, wav) -> None:
-    """(1, T) float in [-1, 1] -> 16-bit mono FLAC, atomically."""
-    import numpy as np
-    import soundfile as sf
+    """(1, T) float in [-1, 1] -> 16-bit mono FLAC, atomically (2/3 the bytes of 24-bit)."""
+    from audiodiff.audio import save_audio
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.flac")
-    sf.write(str(tmp), np.clip(wav[0].numpy(), -1.0, 1.0), SAMPLE_RATE, format="FLAC", subtype="PCM_16",
-             compression_level=1.0)  # FLAC's highest level: ~2% smaller than the default
-    os.replace(tmp, path)
+    # compression level 1.0 is FLAC's highest: ~2% smaller than the default
+    save_audio(path, wav, SAMPLE_RATE, subtype="PCM_16", compression_level=1.0)
 
 
 class PieceMaker:

@@ -84,11 +84,15 @@ def save_audio(
     path: str | os.PathLike,
     wav: torch.Tensor | np.ndarray,
     sample_rate: int,
+    subtype: str | None = None,
+    compression_level: float | None = None,
 ) -> Path:
     """Write (C, T) or (T,) audio to wav/flac/ogg, atomically; returns the path written.
 
     Samples are clipped to [-1, 1] for integer and lossy formats. The file appears only once it
     is complete: it is written to a temporary file in the same folder and renamed.
+    subtype: soundfile's sample format (default: float WAV, 24-bit FLAC, Vorbis), e.g. "PCM_16"
+    for smaller FLAC files; compression_level: soundfile's, in [0, 1] (FLAC / Vorbis).
     """
     path = Path(path)
     fmt = WRITE_FORMATS.get(path.suffix.lower())
@@ -110,7 +114,8 @@ def save_audio(
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     os.close(fd)
     try:
-        sf.write(tmp, data, sample_rate, format=fmt, subtype=_WRITE_SUBTYPES[fmt])
+        options = {} if compression_level is None else {"compression_level": compression_level}
+        sf.write(tmp, data, sample_rate, format=fmt, subtype=subtype or _WRITE_SUBTYPES[fmt], **options)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -165,3 +165,55 @@ class Chroma(nn.Module):
             onehot = F.one_hot(chroma.argmax(dim=1), 12).transpose(1, 2).to(chroma.dtype)
             chroma = onehot * loud
         return chroma
+
+
+# How the 12 chroma channels of a melody condition are laid out over the mel axis for a UNetMel:
+# "broadcast" repeats each pitch class's value in every mel row (the network must learn where a
+# pitch class sits in the mel); "pitch_class_mel" weights row m of channel c by how much of mel
+# bin m lies on pitch class c (any octave), so a melody note lights the rows of its fundamental
+# and its octave harmonics, frame-aligned and frequency-aligned, as a local convolution sees it.
+MELODY_LAYOUTS = ("broadcast", "pitch_class_mel")
+
+
+def pitch_class_mel_template(config: MelConfig, f_lo: float = 60.0, width_semitones: float = 0.5,
+                             grid_hz: float = 1.0) -> torch.Tensor:
+    """(12, n_mels) float32 in [0, 1]: for each pitch class c (0 = C, as :class:`Chroma`) the
+    share of each mel filter's response that lies within ~``width_semitones`` of c in any octave
+    above ``f_lo``, scaled so the largest entry is 1.
+
+    Computed on a ``grid_hz`` frequency grid from the same slaney filters as
+    :class:`MelSpectrogram` (torch / torchaudio only, no librosa): a narrow high filter is close
+    to one-hot over the classes, a wide low filter (several semitones) spreads over a few.
+    """
+    c = config
+    n_grid = int(round(c.sample_rate / 2 / grid_hz)) + 1
+    freqs = torch.linspace(0.0, c.sample_rate / 2, n_grid, dtype=torch.float64)
+    fb = AF.melscale_fbanks(n_grid, c.f_min, c.f_max, c.n_mels, c.sample_rate, norm="slaney",
+                            mel_scale="slaney").double()  # (n_grid, n_mels)
+    audible = freqs >= f_lo
+    semitone = torch.zeros_like(freqs)
+    semitone[audible] = 12.0 * torch.log2(freqs[audible] / 261.6255653005986)  # C4 = 0
+    classes = torch.arange(12, dtype=torch.float64)
+    dist = torch.remainder(semitone[None, :] - classes[:, None] + 6.0, 12.0) - 6.0  # (12, n_grid)
+    bumps = torch.exp(-0.5 * (dist / width_semitones) ** 2) * audible[None]
+    share = (bumps @ fb) / fb.sum(dim=0).clamp_min(1e-12)[None]  # (12, n_mels)
+    return (share / share.max()).float()
+
+
+def melody_planes(chroma: torch.Tensor, n_mels: int, layout: str = "broadcast",
+                  template: torch.Tensor | None = None) -> torch.Tensor:
+    """Chroma (B, 12, N) -> the UNetMel frame condition (B, 12, n_mels, N) in ``layout``.
+
+    "broadcast" returns an expanded view; "pitch_class_mel" needs ``template``
+    (:func:`pitch_class_mel_template`, (12, n_mels)) and multiplies it in.
+    """
+    if layout not in MELODY_LAYOUTS:
+        raise ValueError(f"melody layout must be one of {MELODY_LAYOUTS}, got {layout!r}")
+    if chroma.dim() != 3 or chroma.shape[1] != 12:
+        raise ValueError(f"chroma must be (B, 12, N), got {tuple(chroma.shape)}")
+    if layout == "broadcast":
+        return chroma[:, :, None, :].expand(-1, -1, n_mels, -1)
+    if template is None or tuple(template.shape) != (12, n_mels):
+        got = None if template is None else tuple(template.shape)
+        raise ValueError(f"layout 'pitch_class_mel' needs a (12, {n_mels}) template, got {got}")
+    return chroma[:, :, None, :] * template.to(chroma.device, chroma.dtype)[None, :, :, None]

@@ -73,7 +73,7 @@ def _export(args: argparse.Namespace) -> None:
     from .feature_cache import export_compact
 
     export_compact(args.cache, args.out, max_mib=args.max_mib, max_clip_s=args.max_clip_s, dtype=args.dtype,
-                   seed=args.seed, melody_share=args.melody_share)
+                   seed=args.seed, melody_share=args.melody_share, chunks=args.chunks)
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -161,6 +161,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="uint8 quantises mels (0.24 dB steps) to fit twice the audio")
     p.add_argument("--melody-share", type=float, default=0.5,
                    help="share of the budget for clips with melody labels (music); default 0.5")
+    p.add_argument("--chunks", action="store_true",
+                   help="cut clips longer than --max-clip-s into consecutive chunks instead of keeping the first")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_export)
 

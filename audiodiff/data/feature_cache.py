@@ -184,14 +184,16 @@ class FeatureShards:
 
 def export_compact(cache: str | os.PathLike, out: str | os.PathLike, max_mib: float = 64.0,
                    max_clip_s: float = 10.0, dtype: str = "float16", seed: int = 0,
-                   melody_share: float = 0.5, shard_mib: float = 16.0,
+                   melody_share: float = 0.5, shard_mib: float = 16.0, chunks: bool = False,
                    echo: Callable[[str], None] | None = print) -> dict:
     """Pick clips of a feature cache into at most ``max_mib``.
 
     ``melody_share`` of the budget goes to clips with melody labels (rendered music), the rest to
     the others (sound effects); inside each pool the sources take turns (shuffled with ``seed``),
     so small packages are not drowned by big ones, and about 5% of each source's picks are valid.
-    Each clip keeps its first ``max_clip_s``. ``dtype`` "float16" or "uint8" (twice the audio).
+    Each clip keeps its first ``max_clip_s``; with ``chunks`` a longer clip is cut into
+    consecutive ``max_clip_s`` chunks instead (each its own clip; a tail under 1 s is dropped), so
+    long music gives many short training clips. ``dtype`` "float16" or "uint8" (twice the audio).
     Reserved evaluation clips (split "test") are never exported."""
     if dtype not in ("float16", "uint8"):
         raise ValueError(f"dtype must be 'float16' or 'uint8', got {dtype!r}")
@@ -203,6 +205,7 @@ def export_compact(cache: str | os.PathLike, out: str | os.PathLike, max_mib: fl
     for old in out.glob("mels-*.safetensors"):
         old.unlink()
     max_frames = int(max_clip_s * src.mel_config.frame_rate)
+    min_chunk = int(src.mel_config.frame_rate)
     rng = random.Random(seed)
     pools: dict[bool, dict[str, list[int]]] = {True: defaultdict(list), False: defaultdict(list)}
     for i, c in enumerate(src.clips):
@@ -235,22 +238,32 @@ def export_compact(cache: str | os.PathLike, out: str | os.PathLike, max_mib: fl
                 if not queues[s]:
                     continue
                 item = src[queues[s].pop(0)]
-                mel = item["mel"][0, :, :max_frames]
-                cost = mel.shape[-1] * (per_frame + (2 if item["pitch"] is not None else 0)) + 400
-                if used + cost > pool_budget:
-                    queues[s] = []
-                    continue
-                key = f"{len(picked):06d}"
-                tensors = {"mel": mel.half() if dtype == "float16"
-                           else ((mel.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)}
-                if item["pitch"] is not None:
-                    tensors["pitch"] = item["pitch"][:max_frames].to(torch.int16)
-                shard = writer.add(key, tensors)
-                picked.append({"key": key, "shard": shard, "frames": int(mel.shape[-1]),
-                               "has_pitch": item["pitch"] is not None, **{k: item[k] for k in _META}})
-                used += cost
-                if writer.full():
-                    writer.flush()
+                length = item["mel"].shape[-1]
+                starts = range(0, length, max_frames) if chunks else range(1)
+                for start in starts:
+                    mel = item["mel"][0, :, start:start + max_frames]
+                    if start and mel.shape[-1] < min_chunk:
+                        break
+                    cost = mel.shape[-1] * (per_frame + (2 if item["pitch"] is not None else 0)) + 400
+                    if used + cost > pool_budget:
+                        queues[s] = []
+                        break
+                    key = f"{len(picked):06d}"
+                    tensors = {"mel": mel.half() if dtype == "float16"
+                               else ((mel.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)}
+                    if item["pitch"] is not None:
+                        tensors["pitch"] = item["pitch"][start:start + max_frames].to(torch.int16)
+                    shard = writer.add(key, tensors)
+                    meta = {k: item[k] for k in _META}
+                    if chunks and length > max_frames:
+                        rate = src.mel_config.frame_rate
+                        meta["origin"] = f"{meta.get('origin', '')} @{start / rate:.1f}s"
+                        meta["duration_s"] = round(mel.shape[-1] / rate, 4)
+                    picked.append({"key": key, "shard": shard, "frames": int(mel.shape[-1]),
+                                   "has_pitch": item["pitch"] is not None, **meta})
+                    used += cost
+                    if writer.full():
+                        writer.flush()
     writer.flush()
     index = {"format_version": INDEX_VERSION, "kind": "compact-export", "mel_config": src.index["mel_config"],
              "normalized": True, "dtype": dtype, "max_clip_s": max_clip_s, "clips": picked}

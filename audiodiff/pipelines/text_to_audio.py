@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..audio.features import MelConfig, denormalize_mel
+from ..audio.features import MELODY_LAYOUTS, MelConfig, denormalize_mel, melody_planes, pitch_class_mel_template
 from ..conditioning.text import TextConditioner
 from ..config import Config, ConfigError, check, register_config
 from ..diffusion import EDMDenoiser, NoiseScheduleConfig, get_sampler
@@ -61,6 +61,9 @@ class TextToAudioConfig(Config):
     # Longest input audio the audio-to-audio modes accept and longest generate_long output;
     # longer work goes window by window, so this bounds time, not memory.
     max_input_duration_s: float = 600.0
+    # How a melody's 12 chroma channels reach a UNet with cond_channels = 12 (see
+    # audiodiff.audio.features.MELODY_LAYOUTS); a property of the trained weights.
+    melody_layout: str = "broadcast"
 
     def __post_init__(self):
         check(0 < self.min_duration_s <= self.default_duration_s <= self.max_duration_s,
@@ -74,6 +77,8 @@ class TextToAudioConfig(Config):
             raise ConfigError(f"TextToAudioConfig.{err}") from None
         check(0 < self.window_s <= self.max_duration_s <= self.max_input_duration_s,
               "TextToAudioConfig needs 0 < window_s <= max_duration_s <= max_input_duration_s")
+        check(self.melody_layout in MELODY_LAYOUTS,
+              f"TextToAudioConfig.melody_layout must be one of {MELODY_LAYOUTS}, got {self.melody_layout!r}")
 
 
 class TextToAudioPipeline:
@@ -166,6 +171,14 @@ class TextToAudioPipeline:
             return None
         return torch.zeros(batch, channels, self.config.mel.n_mels, n_frames,
                            device=self.device, dtype=module_dtype(self.unet))
+
+    def melody_frames(self, chroma: torch.Tensor) -> torch.Tensor:
+        """Chroma (B, 12, N) -> the UNet's frame condition (B, 12, n_mels, N), in the layout the
+        model was trained with (``config.melody_layout``), on the UNet's device and dtype."""
+        mel = self.config.mel
+        template = (pitch_class_mel_template(mel) if self.config.melody_layout == "pitch_class_mel" else None)
+        frames = melody_planes(chroma.float(), mel.n_mels, self.config.melody_layout, template)
+        return frames.to(self.device, module_dtype(self.unet))
 
     def generate_mel(
         self,

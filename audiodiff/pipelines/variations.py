@@ -15,8 +15,8 @@ Every mode works on normalised log-mels with the pipeline's own sampler and guid
   vocoded input.
 - continuation and long generation: outpainting window by window, each window the last frames
   generated so far (known) plus new frames (unknown).
-- melody: one-hot chroma (12, N) of the reference broadcast over the mel axis as the UNet's
-  frame channels, the layout training feeds (``training/tasks.py``).
+- melody: one-hot chroma (12, N) of the reference laid over the mel axis as the UNet's frame
+  channels, in the layout the model was trained with (``TextToAudioConfig.melody_layout``).
 """
 
 from __future__ import annotations
@@ -463,7 +463,7 @@ def melody(pipe, reference, prompt=None, sample_rate: int | None = None, negativ
     job = _job(pipe, prompt, negative_prompt, num / mc.sample_rate, num_steps, guidance_scale, sampler, seed,
                batch_size)
     n, frames_n = len(job.req.seeds), chroma.shape[-1]
-    frames = chroma[:, :, None, :].expand(n, -1, mc.n_mels, -1)
+    frames = pipe.melody_frames(chroma.expand(n, -1, -1))
     x = _sample(pipe, job, frames_n, cfg.schedule.sigmas(job.req.num_steps), job.req.seeds, frames=frames,
                 progress=progress, callback=callback)
     out = pipe.decode(x, num)

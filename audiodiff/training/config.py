@@ -129,9 +129,9 @@ class DiffusionTaskConfig(Config):
     # Probability of replacing an item's text by the learned null condition, which trains the
     # unconditional branch of classifier-free guidance (Ho & Salimans 2022 use 0.1-0.2).
     cfg_dropout: float = 0.1
-    # Frame-aligned condition computed from each clip: "" (none) or "chroma" (12 channels,
-    # broadcast over the mel axis; needs unet.cond_channels = 12). Dropped to zeros ("absent")
-    # with probability frame_dropout.
+    # Frame-aligned condition computed from each clip: "" (none) or "chroma" (12 channels, laid
+    # over the mel axis as pipeline.melody_layout says; needs unet.cond_channels = 12). Dropped
+    # to zeros ("absent") with probability frame_dropout.
     frame_condition: str = ""
     frame_dropout: float = 0.3
     # Audio samples written every `sample_every` steps with the EMA weights.

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..audio.features import MelConfig, melody_planes, pitch_class_mel_template
 from ..conditioning.base import Conditioning
 from ..conditioning.text import TextConditioner
 from ..config import Config
@@ -67,12 +68,17 @@ class DiffusionObjective(nn.Module):
     batch: x (B, C, ...) clean features, mask (B, N) over the last axis, tokens / token_mask /
     pooled text embeddings, optional frames (B, 12, N), noise_seeds (list of B ints).
     In training mode each item's text is replaced by the learned null condition with probability
-    ``cfg_dropout`` and its frames by zeros with probability ``frame_dropout``.
+    ``cfg_dropout`` and its frames by zeros with probability ``frame_dropout``. For a UNetMel the
+    frames are laid over the mel axis as ``melody_layout`` says (``MELODY_LAYOUTS``).
     """
 
     def __init__(self, net: nn.Module, text: TextConditioner, loss: EDMLoss,
-                 cfg_dropout: float, frame_dropout: float = 0.0):
+                 cfg_dropout: float, frame_dropout: float = 0.0, melody_layout: str = "broadcast",
+                 mel: MelConfig | None = None):
         super().__init__()
+        self.melody_layout = melody_layout
+        template = pitch_class_mel_template(mel or MelConfig()) if melody_layout == "pitch_class_mel" else None
+        self.register_buffer("melody_template", template, persistent=False)
         self.net = net
         self.text = text
         self.denoiser = EDMDenoiser(net, sigma_data=loss.sigma_data)
@@ -107,7 +113,7 @@ class DiffusionObjective(nn.Module):
                 keep = torch.cat([torch.rand(1, generator=g) >= self.frame_dropout for g in generators])
                 frames = frames * keep.to(frames.device, frames.dtype)[:, None, None]
             if x0.ndim == 4:  # (B, 12, N) -> (B, 12, n_mels, N), the UNetMel layout
-                frames = frames[:, :, None, :].expand(-1, -1, x0.shape[2], -1)
+                frames = melody_planes(frames, x0.shape[2], self.melody_layout, self.melody_template)
             cond.frames = frames
         mask = batch["mask"].reshape(x0.shape[0], *([1] * (x0.ndim - 2)), -1)
         return edm_loss_per_item(self.denoiser, x0, sigma, noise, cond, mask, self.loss.sigma_data)
@@ -195,13 +201,15 @@ class Task:
 class _TextDiffusionTask(Task):
     """Shared by the mel and waveform diffusion tasks."""
 
-    def _build(self, net: nn.Module, frame_dropout: float = 0.0) -> None:
+    def _build(self, net: nn.Module, frame_dropout: float = 0.0, melody_layout: str = "broadcast",
+               mel: MelConfig | None = None) -> None:
         c = self.config
         self.text = TextConditioner(c.text)
         self.net = net
         self.modules = {"unet": self.net, "text": self.text}
         self.loss = EDMLoss.from_config(c.pipeline.schedule)
-        self.objective = DiffusionObjective(self.net, self.text, self.loss, c.cfg_dropout, frame_dropout)
+        self.objective = DiffusionObjective(self.net, self.text, self.loss, c.cfg_dropout, frame_dropout,
+                                            melody_layout, mel)
         if c.cfg_dropout == 0:  # the null condition is never used: keep it out of DDP and the optimizer
             self.text.requires_grad_(False)
 
@@ -271,7 +279,7 @@ class DiffusionTask(_TextDiffusionTask):
 
     def __init__(self, config: DiffusionTaskConfig):
         self.config = config
-        self._build(UNetMel(config.unet), config.frame_dropout)
+        self._build(UNetMel(config.unet), config.frame_dropout, config.pipeline.melody_layout, config.pipeline.mel)
         self._vocoder: nn.Module | None = None
 
     def feature_spec(self, data: DataConfig) -> FeatureSpec:

@@ -43,6 +43,7 @@ from audiodiff.pipelines.variations import melody_chroma
 
 MANIFEST = Path(__file__).resolve().parent.parent / "data" / "corpora" / "music" / "manifest.jsonl"
 STRENGTHS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+SECTIONS = ("variation", "inpaint", "long", "melody")
 
 
 def load_clips(manifest: Path, n: int, clip_s: float, sr: int, hop: int, seed: int) -> list[dict]:
@@ -177,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                    help="which tests to run (default: all)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
     if args.threads:
@@ -204,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     t_sec = time.perf_counter()
 
     # (a) variation
-    for s in STRENGTHS:
+    for s in STRENGTHS if "variation" in args.sections else ():
         rows = []
         for c in clips:
             out = (vocode(c) if s == 0 else
@@ -215,14 +218,15 @@ def main(argv: list[str] | None = None) -> int:
                 l1 = float((mel_of(c["wav"][:, :n]) - mel_of(out[:, :n])).abs().mean())
             rows.append({"clip": c["name"], "chroma_cos": cos, "mel_l1": l1})
         res["variation"][str(s)] = rows
-    means = [float(np.nanmean([r["chroma_cos"] for r in res["variation"][str(s)]])) for s in STRENGTHS]
-    l1s = [float(np.nanmean([r["mel_l1"] for r in res["variation"][str(s)]])) for s in STRENGTHS]
-    res["variation_monotonic"] = {"chroma_cos_falls": all(a >= b for a, b in zip(means, means[1:])),
-                                  "mel_l1_rises": all(a <= b for a, b in zip(l1s, l1s[1:]))}
-    t_sec = lap("variation", t_sec)
+    if res["variation"]:
+        means = [float(np.nanmean([r["chroma_cos"] for r in res["variation"][str(s)]])) for s in STRENGTHS]
+        l1s = [float(np.nanmean([r["mel_l1"] for r in res["variation"][str(s)]])) for s in STRENGTHS]
+        res["variation_monotonic"] = {"chroma_cos_falls": all(a >= b for a, b in zip(means, means[1:])),
+                                      "mel_l1_rises": all(a <= b for a, b in zip(l1s, l1s[1:]))}
+        t_sec = lap("variation", t_sec)
 
     # (b) inpainting: the middle 30% of each clip
-    for c in clips[:args.inpaint_clips]:
+    for c in clips[:args.inpaint_clips] if "inpaint" in args.sections else ():
         dur = c["wav"].shape[-1] / sr
         a_s, b_s = round(0.35 * dur, 2), round(0.65 * dur, 2)
         ref = vocode(c)
@@ -233,26 +237,51 @@ def main(argv: list[str] | None = None) -> int:
                                "click_ratio": click_ratio(out, [a, b], sr),
                                "click_ratio_vocoded_input": click_ratio(ref, [a, b], sr)})
 
-    t_sec = lap("inpaint", t_sec)
+    if res["inpaint"]:
+        t_sec = lap("inpaint", t_sec)
 
     # (c) long audio
-    prompt = clips[0]["caption"] if clips else "calm piano music"
+    if "long" in args.sections:
+        t_sec = long_audio(pipe, res, clips, args.long_s, gen)
+
+    # (d) melody
+    if "melody" in args.sections:
+        melody_tests(pipe, res, clips, args, gen, vocode)
+        lap("melody", t_sec)
+    res["seconds"] = time.perf_counter() - start
+    md = report(res, args, pipe)
+    payload = {"model": args.model or "bundled", "args": {k: str(v) for k, v in vars(args).items()},
+               "machine": machine_info(args.device), **res}
+    paths = write_results("variations", payload, "\n".join(md), args.out)
+    print("\n".join(md))
+    print(f"wrote {paths[0]} and {paths[1]}")
+    return 0
+
+
+def long_audio(pipe, res: dict, clips: list[dict], long_s: float, gen: dict) -> float:
+    """(c) ``long_s`` seconds in one call: exact length and the loop score; returns the end time."""
     t0 = time.perf_counter()
-    long = pipe.generate_long(prompt, args.long_s, **gen)
+    prompt = clips[0]["caption"] if clips else "calm piano music"
+    long = pipe.generate_long(prompt, long_s, **gen)
     gen_s = time.perf_counter() - t0
     scores = loop_scores(long.waveforms[0], pipe)
     ref_scores = loop_scores(clips[0]["wav"], pipe) if clips else np.array([math.nan])
-    frame_rate = mc.frame_rate
-    res["long"] = {"prompt": prompt, "duration_s": args.long_s, "samples": long.waveforms.shape[-1],
-                   "exact_length": long.waveforms.shape[-1] == round(args.long_s * sr),
+    frame_rate = pipe.config.mel.frame_rate
+    sr = pipe.sample_rate
+    res["long"] = {"prompt": prompt, "duration_s": long_s, "samples": long.waveforms.shape[-1],
+                   "exact_length": long.waveforms.shape[-1] == round(long_s * sr),
                    "loop_score": float(scores.max()), "loop_lag_s": round((scores.argmax() + round(frame_rate)) / frame_rate, 2),
                    "loop_score_median": float(np.median(scores)),
                    "loop_score_reference_clip": float(ref_scores.max()),
                    "loop_score_reference_clip_median": float(np.median(ref_scores)),
                    "windows": long.settings.get("windows"), "seconds": gen_s}
-    t_sec = lap("long", t_sec)
+    res.setdefault("section_seconds", {})["long"] = round(time.perf_counter() - t0, 1)
+    return time.perf_counter()
 
-    # (d) melody
+
+def melody_tests(pipe, res: dict, clips: list[dict], args, gen: dict, vocode) -> None:
+    """(d) melody-conditioned vs text-only vs the vocoded reference, against the melody labels."""
+    mc, sr = pipe.config.mel, pipe.sample_rate
     has_melody = pipe.unet.config.cond_channels == 12
     n_melody = args.clips if args.melody_clips is None else args.melody_clips
     if args.melody_source == "oneills":
@@ -275,9 +304,10 @@ def main(argv: list[str] | None = None) -> int:
             res["melody"].setdefault(kind, []).append({"clip": c["name"], "chroma_cos": chroma_cosine(ch, c["labels"]),
                                                        "frame_acc": frame_accuracy(ch, c["labels"])})
     res["melody_input"] = has_melody
-    lap("melody", t_sec)
-    res["seconds"] = time.perf_counter() - start
 
+
+def report(res: dict, args, pipe) -> list[str]:
+    """The markdown report of the sections that ran."""
     def m(rows, key):
         mean, std = mean_std([r[key] for r in rows])
         return round(mean, 4) if not math.isnan(mean) else "n/a"
@@ -286,44 +316,43 @@ def main(argv: list[str] | None = None) -> int:
         mean, std = mean_std([r[key] for r in rows])
         return round(std, 4) if not math.isnan(std) else "n/a"
 
-    mono = res["variation_monotonic"]
-    md = [f"# Variations benchmark ({len(clips)} valid music clips of <= {args.clip_s:g} s, "
-          f"model {args.model or 'bundled'})", "", machine_line(machine_info(args.device)),
+    n_var = len(res["clips"])
+    md = [f"# Variations benchmark ({n_var} valid music clips of <= {args.clip_s:g} s, "
+          f"model {args.model or 'bundled'})", "", machine_line(machine_info(args.device)) +
           f"; {args.steps or pipe.config.default_steps} steps; {res['seconds']:.0f} s in all "
-          f"({', '.join(f'{k} {v:g} s' for k, v in res['section_seconds'].items())})", "",
-          "## (a) Variation: input vs output", "",
-          markdown_table(["strength", "chroma cosine", "(std)", "mel L1", "(std)"],
-                         [[s, m(r, "chroma_cos"), sd(r, "chroma_cos"), m(r, "mel_l1"), sd(r, "mel_l1")]
-                          for s, r in res["variation"].items()]),
-          "", f"Chroma cosine falls monotonically: {mono['chroma_cos_falls']}; mel L1 rises monotonically: "
-          f"{mono['mel_l1_rises']}.",
-          "", f"## (b) Inpainting (middle 30%, {len(res['inpaint'])} clips)", "",
-          markdown_table(["max abs diff outside", "click ratio", "click ratio (vocoded input)"],
-                         [[m(res["inpaint"], "max_abs_outside"), m(res["inpaint"], "click_ratio"),
-                           m(res["inpaint"], "click_ratio_vocoded_input")]]),
-          "", f"## (c) Long audio ({args.long_s:g} s)", "",
-          markdown_table(["exact length", "windows", "loop score (max lag>1 s)", "at lag (s)", "median over lags",
-                          "real clip: max", "real clip: median", "seconds"],
-                         [[str(res["long"]["exact_length"]), res["long"]["windows"],
-                           round(res["long"]["loop_score"], 4), res["long"]["loop_lag_s"],
-                           round(res["long"]["loop_score_median"], 4),
-                           round(res["long"]["loop_score_reference_clip"], 4),
-                           round(res["long"]["loop_score_reference_clip_median"], 4), round(res["long"]["seconds"], 1)]]),
-          "", f"## (d) Melody vs the reference's melody labels ({len(mclips)} "
-          f"{'held-out O' + chr(39) + 'Neill tunes' if args.melody_source == 'oneills' else 'valid clips'})", "",
-          markdown_table(["output", "chroma cosine", "frame accuracy"],
-                         [[k, m(r, "chroma_cos"), m(r, "frame_acc")] for k, r in res["melody"].items()]),
-          "" if has_melody else "\nThis model has no melody input: only text-only and vocoded rows."]
+          f"({', '.join(f'{k} {v:g} s' for k, v in res.get('section_seconds', {}).items())})"]
+    if res["variation"]:
+        mono = res["variation_monotonic"]
+        md += ["", "## (a) Variation: input vs output", "",
+               markdown_table(["strength", "chroma cosine", "(std)", "mel L1", "(std)"],
+                              [[s, m(r, "chroma_cos"), sd(r, "chroma_cos"), m(r, "mel_l1"), sd(r, "mel_l1")]
+                               for s, r in res["variation"].items()]),
+               "", f"Chroma cosine falls monotonically: {mono['chroma_cos_falls']}; mel L1 rises monotonically: "
+               f"{mono['mel_l1_rises']}."]
+    if res["inpaint"]:
+        md += ["", f"## (b) Inpainting (middle 30%, {len(res['inpaint'])} clips)", "",
+               markdown_table(["max abs diff outside", "click ratio", "click ratio (vocoded input)"],
+                              [[m(res["inpaint"], "max_abs_outside"), m(res["inpaint"], "click_ratio"),
+                                m(res["inpaint"], "click_ratio_vocoded_input")]])]
+    if "long" in res:
+        lg = res["long"]
+        md += ["", f"## (c) Long audio ({lg['duration_s']:g} s)", "",
+               markdown_table(["exact length", "windows", "loop score (max lag>1 s)", "at lag (s)", "median over lags",
+                               "real clip: max", "real clip: median", "seconds"],
+                              [[str(lg["exact_length"]), lg["windows"], round(lg["loop_score"], 4), lg["loop_lag_s"],
+                                round(lg["loop_score_median"], 4), round(lg["loop_score_reference_clip"], 4),
+                                round(lg["loop_score_reference_clip_median"], 4), round(lg["seconds"], 1)]])]
+    if "melody_clips" in res:
+        source = "held-out O" + chr(39) + "Neill tunes" if args.melody_source == "oneills" else "valid clips"
+        md += ["", f"## (d) Melody vs the reference's melody labels ({len(res['melody_clips'])} {source})", "",
+               markdown_table(["output", "chroma cosine", "frame accuracy"],
+                              [[k, m(r, "chroma_cos"), m(r, "frame_acc")] for k, r in res["melody"].items()]),
+               "" if res["melody_input"] else "\nThis model has no melody input: only text-only and vocoded rows."]
     if "pesto_label_check" in res:
         pc = res["pesto_label_check"]
         md += ["", "Score labels vs PESTO's pitch of the rendered reference (voiced frames): within 50 cents "
                f"{m(pc, 'within_50c')}, same pitch class {m(pc, 'pitch_class')}."]
-    payload = {"model": args.model or "bundled", "args": {k: str(v) for k, v in vars(args).items()},
-               "machine": machine_info(args.device), **res}
-    paths = write_results("variations", payload, "\n".join(md), args.out)
-    print("\n".join(md))
-    print(f"wrote {paths[0]} and {paths[1]}")
-    return 0
+    return md
 
 
 if __name__ == "__main__":

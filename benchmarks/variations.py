@@ -301,19 +301,22 @@ def melody_tests(pipe, res: dict, clips: list[dict], args, gen: dict, vocode) ->
             outs["melody"] = pipe.melody(c["wav"], prompt=c["caption"], sample_rate=sr, **gen).waveforms[0]
         for kind, wav in outs.items():
             ch = melody_chroma(wav, mc)[0]
-            res["melody"].setdefault(kind, []).append({"clip": c["name"], "chroma_cos": chroma_cosine(ch, c["labels"]),
-                                                       "frame_acc": frame_accuracy(ch, c["labels"])})
+            row = {"clip": c["name"], "chroma_cos": chroma_cosine(ch, c["labels"]),
+                   "frame_acc": frame_accuracy(ch, c["labels"])}
+            if args.pesto and c.get("pitch") is not None:  # an independent pitch tracker on the output
+                row.update({f"pesto_{k}": v for k, v in pesto_agreement(wav, c["pitch"], sr, mc.hop_length).items()})
+            res["melody"].setdefault(kind, []).append(row)
     res["melody_input"] = has_melody
 
 
 def report(res: dict, args, pipe) -> list[str]:
     """The markdown report of the sections that ran."""
     def m(rows, key):
-        mean, std = mean_std([r[key] for r in rows])
+        mean, std = mean_std([r.get(key, math.nan) for r in rows])
         return round(mean, 4) if not math.isnan(mean) else "n/a"
 
     def sd(rows, key):
-        mean, std = mean_std([r[key] for r in rows])
+        mean, std = mean_std([r.get(key, math.nan) for r in rows])
         return round(std, 4) if not math.isnan(std) else "n/a"
 
     n_var = len(res["clips"])
@@ -345,8 +348,9 @@ def report(res: dict, args, pipe) -> list[str]:
     if "melody_clips" in res:
         source = "held-out O" + chr(39) + "Neill tunes" if args.melody_source == "oneills" else "valid clips"
         md += ["", f"## (d) Melody vs the reference's melody labels ({len(res['melody_clips'])} {source})", "",
-               markdown_table(["output", "chroma cosine", "frame accuracy"],
-                              [[k, m(r, "chroma_cos"), m(r, "frame_acc")] for k, r in res["melody"].items()]),
+               markdown_table(["output", "chroma cosine", "frame accuracy", "PESTO: pitch class", "PESTO: within 50 c"],
+                              [[k, m(r, "chroma_cos"), m(r, "frame_acc"), m(r, "pesto_pitch_class"),
+                                m(r, "pesto_within_50c")] for k, r in res["melody"].items()]),
                "" if res["melody_input"] else "\nThis model has no melody input: only text-only and vocoded rows."]
     if "pesto_label_check" in res:
         pc = res["pesto_label_check"]

@@ -28,7 +28,7 @@ def _run(args: argparse.Namespace, mode: str) -> None:
         result = pipe.generate_long(args.prompt, args.duration_s, window_s=args.window_s,
                                     overlap_s=args.overlap_s, **kw)
     else:
-        result = pipe.melody(args.input, prompt=args.prompt, **kw)
+        result = pipe.melody(args.input, prompt=args.prompt, melody_guidance=not args.no_melody_guidance, **kw)
     write_outputs(result, args.output)
     s = result.settings
     print(f"{len(result)} clip(s) in {time.perf_counter() - start:.1f} s ({mode}, {s['sampler']}, "
@@ -80,4 +80,6 @@ def register(sub) -> None:
                 "needs a model trained with melody conditioning.")
     p.add_argument("input", metavar="REF", help="reference audio with the melody")
     p.add_argument("--prompt", default=None, help="what it should sound like, e.g. 'a flute'")
+    p.add_argument("--no-melody-guidance", action="store_true",
+                   help="guide towards the prompt only (default: towards the prompt and the melody)")
     add_generation_args(p)

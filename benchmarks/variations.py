@@ -299,6 +299,8 @@ def melody_tests(pipe, res: dict, clips: list[dict], args, gen: dict, vocode) ->
                 "text_only": pipe(c["caption"], duration_s=c["wav"].shape[-1] / sr, **gen).waveforms[0]}
         if has_melody:
             outs["melody"] = pipe.melody(c["wav"], prompt=c["caption"], sample_rate=sr, **gen).waveforms[0]
+            outs["melody, text-only guidance"] = pipe.melody(c["wav"], prompt=c["caption"], sample_rate=sr,
+                                                            melody_guidance=False, **gen).waveforms[0]
         for kind, wav in outs.items():
             ch = melody_chroma(wav, mc)[0]
             row = {"clip": c["name"], "chroma_cos": chroma_cosine(ch, c["labels"]),

@@ -132,6 +132,41 @@ def test_melody_follows_reference_length_and_uses_chroma(melody_pipe, clip):
     assert top[5].item() == 9 and top[-10].item() == 4
 
 
+@pytest.mark.parametrize("layout", ["broadcast", "pitch_class_mel"])
+def test_melody_frames_reach_the_unet_in_the_trained_layout_and_guide(melody_pipe, clip, layout, monkeypatch):
+    """The conditional branch gets the reference's chroma in the model's layout; with melody
+    guidance the unconditional branch gets no melody, without it the same melody."""
+    from audiodiff.audio.features import melody_planes, pitch_class_mel_template
+    from audiodiff.pipelines.variations import load_input, melody_chroma
+
+    wav, sr = clip
+    monkeypatch.setattr(melody_pipe, "config", melody_pipe.config.replace(melody_layout=layout))
+    seen = []
+    real = melody_pipe.denoiser
+
+    def recording(x, sigma, cond):
+        seen.append(cond.frames.detach().clone())
+        return real(x, sigma, cond)
+
+    monkeypatch.setattr(melody_pipe, "denoiser", recording)
+    mc = melody_pipe.config.mel
+    chroma = melody_chroma(load_input(wav, mc, sr), mc)
+    template = pitch_class_mel_template(mc) if layout == "pitch_class_mel" else None
+    expected = melody_planes(chroma, mc.n_mels, layout, template)
+    for guided in (True, False):
+        seen.clear()
+        melody_pipe.melody(wav, prompt="a flute", sample_rate=sr, melody_guidance=guided, guidance_scale=3.0,
+                           **FAST)
+        both = [f for f in seen if f.shape[0] == 2]  # guided steps: cond and uncond in one batch
+        assert both, "no guided step was taken"
+        for f in both:
+            assert torch.allclose(f[:1], expected.to(f.dtype), atol=1e-6)
+            if guided:
+                assert float(f[1:].abs().sum()) == 0.0
+            else:
+                assert torch.equal(f[1:], f[:1])
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda p, w, sr: p.vary(w, 1.5, sample_rate=sr), r"strength must be in \[0, 1\]"),
     (lambda p, w, sr: p.vary(w, "high", sample_rate=sr), "strength must be a number"),

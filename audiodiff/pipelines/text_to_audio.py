@@ -295,5 +295,7 @@ class TextToAudioPipeline:
     def melody(self, reference, prompt: str | Sequence[str] | None = None, sample_rate: int | None = None,
                **kw) -> AudioOutput:
         """Audio that follows the reference's melody (one-hot chroma frames); needs a UNet with 12
-        frame channels. As long as the reference, at most ``config.max_duration_s``."""
+        frame channels. As long as the reference, at most ``config.max_duration_s``.
+        ``melody_guidance=True`` (default) guides towards the melody as well as the prompt (the
+        unconditional branch gets neither); False guides the prompt only."""
         return variations.melody(self, reference, prompt, sample_rate, **kw)

@@ -188,16 +188,19 @@ def _window_seeds(seeds: Sequence[int], k: int) -> list[int]:
 def _sample(pipe, job: _Job, n_frames: int, sigmas: torch.Tensor, seeds: list[int], *,
             init: torch.Tensor | None = None, known: torch.Tensor | None = None,
             mask: torch.Tensor | None = None, frames: torch.Tensor | None = None,
+            uncond_frames: torch.Tensor | None = None,
             progress: bool = False, callback: Callable[[dict], None] | None = None,
             window: tuple[int, int] = (0, 1)) -> torch.Tensor:
-    """One sampler run over (len(seeds), 1, n_mels, n_frames); known/mask make it inpainting."""
+    """One sampler run over (len(seeds), 1, n_mels, n_frames); known/mask make it inpainting.
+    ``uncond_frames`` (default: ``frames``) is the unconditional branch's frame condition."""
     n = len(seeds)
     shape = (pipe.unet.config.in_channels, pipe.config.mel.n_mels, n_frames)
     if frames is None:
         frames = pipe.frame_condition(n, n_frames)
     else:
         frames = frames.to(pipe.device, module_dtype(pipe.unet))
-    job.cond.frames = job.uncond.frames = frames
+    job.cond.frames = frames
+    job.uncond.frames = frames if uncond_frames is None else uncond_frames.to(frames.device, frames.dtype)
     denoiser = pipe.denoiser
     if known is not None:
         device = pipe.device
@@ -448,7 +451,7 @@ def generate_long(pipe, prompt, duration_s: float, window_s: float = 10.0, overl
 
 def melody(pipe, reference, prompt=None, sample_rate: int | None = None, negative_prompt=None,
            num_steps=None, guidance_scale=None, sampler=None, seed=None, batch_size: int = 1,
-           progress: bool = False, callback=None) -> AudioOutput:
+           melody_guidance: bool = True, progress: bool = False, callback=None) -> AudioOutput:
     """Generate audio that follows the melody of ``reference``: see :meth:`TextToAudioPipeline.melody`."""
     channels = pipe.unet.config.cond_channels
     if channels != 12:
@@ -464,9 +467,12 @@ def melody(pipe, reference, prompt=None, sample_rate: int | None = None, negativ
                batch_size)
     n, frames_n = len(job.req.seeds), chroma.shape[-1]
     frames = pipe.melody_frames(chroma.expand(n, -1, -1))
+    # With melody guidance the unconditional branch has neither text nor melody, so the guidance
+    # scale pushes towards both (training drops each on its own: the model knows all four cases).
     x = _sample(pipe, job, frames_n, cfg.schedule.sigmas(job.req.num_steps), job.req.seeds, frames=frames,
+                uncond_frames=torch.zeros_like(frames) if melody_guidance else None,
                 progress=progress, callback=callback)
     out = pipe.decode(x, num)
     return AudioOutput(out, mc.sample_rate, job.req.seeds, job.req.prompts, _settings(
-        job, "melody", prompt=prompt, reference_duration_s=ref_duration,
+        job, "melody", prompt=prompt, reference_duration_s=ref_duration, melody_guidance=melody_guidance,
         truncated=num < round(ref_duration * mc.sample_rate)))

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -179,3 +180,16 @@ def test_sigkill_loses_at_most_the_steps_since_the_last_checkpoint(folder, tmp_p
         a = load_file(str(latest_checkpoint(run_dir / "checkpoints") / f"{part}.safetensors"))
         b = load_file(str(latest_checkpoint(tmp_path / "ref" / "checkpoints") / f"{part}.safetensors"))
         assert all(torch.equal(a[k], b[k]) for k in a), part
+
+
+CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").iterdir()
+                 if p.suffix in (".toml", ".json"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_shipped_config_loads_and_checks(path):
+    """A config in configs/ that no longer matches the dataclasses fails here, not in a user's run."""
+    from audiodiff.training.config import load_train_config
+
+    config = load_train_config(path, [])
+    assert config.steps >= 1 and config.batch_size >= 1

@@ -15,7 +15,6 @@ On the GPU machine, scripts/gpu_train.sh unpacks it and trains.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -37,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     from audiodiff.conditioning.text import TextConditionerConfig
-    from audiodiff.data.feature_cache import export_compact
+    from audiodiff.data.feature_cache import FeatureShards, export_compact
     from audiodiff.training.data import build_text_cache
 
     out = Path(args.out)
@@ -45,8 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     if not (args.reuse_export and (export / "index.json").is_file()):
         export_compact(args.features, export, max_mib=args.max_mib, max_clip_s=args.max_clip_s,
                        dtype="uint8", melody_share=args.melody_share)
-    captions = [c for line in (export / "clips.jsonl").read_text().splitlines()
-                for c in json.loads(line)["captions"]]
+    captions = FeatureShards(export).captions
     cache = build_text_cache(captions, TextConditionerConfig(encoder="minilm"), out / "text_cache.safetensors")
     print(f"text cache: {len(set(captions))} captions, {cache.stat().st_size / 2**20:.1f} MiB")
     archive = out / "export.tar.xz"

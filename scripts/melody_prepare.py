@@ -16,7 +16,6 @@ Then train, on the CPU (a few hours) or a GPU, with the recipe script:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     from audiodiff.conditioning.text import TextConditionerConfig
-    from audiodiff.data.feature_cache import export_compact
+    from audiodiff.data.feature_cache import FeatureShards, export_compact
     from audiodiff.pipelines.text_to_audio import DEFAULT_MODEL_DIR
     from audiodiff.training.data import build_text_cache
 
@@ -76,9 +75,7 @@ def main(argv: list[str] | None = None) -> None:
                        melody_share=args.melody_share, chunks=True)
     cache = export / "text_cache.safetensors"
     if not cache.is_file():
-        captions = [c for line in (export / "clips.jsonl").read_text().splitlines()
-                    for c in json.loads(line)["captions"]]
-        build_text_cache(captions, TextConditionerConfig(encoder="minilm"), cache)
+        build_text_cache(FeatureShards(export).captions, TextConditionerConfig(encoder="minilm"), cache)
     print(f"export: {export}, text cache: {cache}")
 
 

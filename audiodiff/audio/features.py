@@ -200,6 +200,13 @@ def pitch_class_mel_template(config: MelConfig, f_lo: float = 60.0, width_semito
     return (share / share.max()).float()
 
 
+def melody_template(config: MelConfig, layout: str) -> torch.Tensor | None:
+    """The template :func:`melody_planes` needs for ``layout``: None for "broadcast"."""
+    if layout not in MELODY_LAYOUTS:
+        raise ValueError(f"melody layout must be one of {MELODY_LAYOUTS}, got {layout!r}")
+    return pitch_class_mel_template(config) if layout == "pitch_class_mel" else None
+
+
 def melody_planes(chroma: torch.Tensor, n_mels: int, layout: str = "broadcast",
                   template: torch.Tensor | None = None) -> torch.Tensor:
     """Chroma (B, 12, N) -> the UNetMel frame condition (B, 12, n_mels, N) in ``layout``.

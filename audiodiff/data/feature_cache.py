@@ -167,6 +167,11 @@ class FeatureShards:
     def __len__(self) -> int:
         return len(self.clips)
 
+    @property
+    def captions(self) -> list[str]:
+        """Every caption of every clip, in clip order (what a text cache must cover)."""
+        return [c for clip in self.clips for c in clip["captions"]]
+
     def _open(self, shard: str):
         if shard not in self._handles:
             self._handles[shard] = safe_open(str(self.folder / shard), framework="pt")

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..audio.features import MELODY_LAYOUTS, MelConfig, denormalize_mel, melody_planes, pitch_class_mel_template
+from ..audio.features import MELODY_LAYOUTS, MelConfig, denormalize_mel, melody_planes, melody_template
 from ..conditioning.text import TextConditioner
 from ..config import Config, ConfigError, check, register_config
 from ..diffusion import EDMDenoiser, NoiseScheduleConfig, get_sampler
@@ -175,9 +175,8 @@ class TextToAudioPipeline:
     def melody_frames(self, chroma: torch.Tensor) -> torch.Tensor:
         """Chroma (B, 12, N) -> the UNet's frame condition (B, 12, n_mels, N), in the layout the
         model was trained with (``config.melody_layout``), on the UNet's device and dtype."""
-        mel = self.config.mel
-        template = (pitch_class_mel_template(mel) if self.config.melody_layout == "pitch_class_mel" else None)
-        frames = melody_planes(chroma.float(), mel.n_mels, self.config.melody_layout, template)
+        mel, layout = self.config.mel, self.config.melody_layout
+        frames = melody_planes(chroma.float(), mel.n_mels, layout, melody_template(mel, layout))
         return frames.to(self.device, module_dtype(self.unet))
 
     def generate_mel(

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..audio.features import MelConfig, melody_planes, pitch_class_mel_template
+from ..audio.features import MelConfig, melody_planes, melody_template
 from ..conditioning.base import Conditioning
 from ..conditioning.text import TextConditioner
 from ..config import Config
@@ -77,8 +77,8 @@ class DiffusionObjective(nn.Module):
                  mel: MelConfig | None = None):
         super().__init__()
         self.melody_layout = melody_layout
-        template = pitch_class_mel_template(mel or MelConfig()) if melody_layout == "pitch_class_mel" else None
-        self.register_buffer("melody_template", template, persistent=False)
+        # A buffer, so it moves with the module: no host-to-device copy per training step.
+        self.register_buffer("melody_template", melody_template(mel or MelConfig(), melody_layout), persistent=False)
         self.net = net
         self.text = text
         self.denoiser = EDMDenoiser(net, sigma_data=loss.sigma_data)

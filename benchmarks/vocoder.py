@@ -4,6 +4,10 @@ For every clip: log-mel with our front-end -> vocoder -> waveform, then
 - mel L1: mean |log-mel(original) - log-mel(resynthesised)| over the same frames;
 - MR-STFT: spectral convergence + log-magnitude L1, averaged over FFT sizes 512/1024/2048
   (Yamamoto et al. 2020, "Parallel WaveGAN", eq. 4-6; our own implementation);
+- embedding distance: 1 - cosine similarity of the aiSFX sound embeddings (the evaluator's,
+  audiodiff.eval.embedding) of the original and the resynthesised clip: a perceptual-ish check
+  that no vocoder is trained on (a fine-tune on the mel loss could lower mel L1 and MR-STFT while
+  adding artefacts that these spectral distances barely weigh);
 - speed: audio seconds / wall seconds of the vocoder call alone, after a warm-up.
 
 Clips (22.05 kHz mono, <= --max-duration-s, peak-normalised to -1 dBFS as HiFi-GAN's training
@@ -191,9 +195,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def embedding_distance(embedder, ref: torch.Tensor, est: torch.Tensor) -> float:
+    """1 - cosine similarity of the sound embeddings of two (1, T) waveforms."""
+    a, b = torch.from_numpy(embedder.embed([ref.cpu(), est.cpu()], SAMPLE_RATE))
+    return float(1.0 - torch.nn.functional.cosine_similarity(a, b, dim=0))
+
+
 def evaluate(vocoder: torch.nn.Module, mel: MelSpectrogram, clips: list[dict[str, object]],
-             device: torch.device, save_dir: Path | None = None) -> list[dict[str, object]]:
-    """Vocode every clip; return per-clip metrics and timings."""
+             device: torch.device, save_dir: Path | None = None, embedder=None) -> list[dict[str, object]]:
+    """Vocode every clip; return per-clip metrics and timings (``embedder``: also the
+    embedding distance)."""
     with torch.inference_mode():  # warm-up: first calls allocate and pick kernels
         warm = torch.randn(1, SAMPLE_RATE, device=device) * 0.1
         for _ in range(2):
@@ -216,6 +227,8 @@ def evaluate(vocoder: torch.nn.Module, mel: MelSpectrogram, clips: list[dict[str
                    "duration_s": wav.shape[-1] / SAMPLE_RATE, "wall_s": wall,
                    "mel_l1": mel_l1(mel, ref, est), **{f"mrstft_{k}": v for k, v in
                                                       mr_stft(ref, est).items()}}
+            if embedder is not None:
+                row["emb_dist"] = embedding_distance(embedder, ref, est)
         rows.append(row)
         if save_dir is not None:
             save_audio(save_dir / f"{clip['id']}.wav", est.cpu(), SAMPLE_RATE)
@@ -232,29 +245,35 @@ def summarise(results: dict[str, list[dict[str, object]]]) -> list[dict[str, obj
             entry = {"category": category, "vocoder": name, "clips": len(sel),
                      "audio_s": sum(r["duration_s"] for r in sel),
                      "x_real_time": sum(r["duration_s"] for r in sel) / sum(r["wall_s"] for r in sel)}
-            for key in ("mel_l1", "mrstft_total", "mrstft_sc", "mrstft_log_mag"):
-                entry[key], entry[key + "_std"] = mean_std([r[key] for r in sel])
+            for key in ("mel_l1", "mrstft_total", "mrstft_sc", "mrstft_log_mag", "emb_dist"):
+                if all(key in r for r in sel):
+                    entry[key], entry[key + "_std"] = mean_std([r[key] for r in sel])
             summary.append(entry)
     return summary
 
 
 def to_markdown(summary: list[dict[str, object]], machine: dict[str, object],
                 args: argparse.Namespace) -> str:
-    headers = ["category", "vocoder", "clips", "mel L1 ↓", "MR-STFT ↓", "spectral conv. ↓",
-               "log-mag L1 ↓", "speed (x real time)"]
+    keys = ["mel_l1", "mrstft_total", "mrstft_sc", "mrstft_log_mag"]
+    headers = ["category", "vocoder", "clips", "mel L1 ↓", "MR-STFT ↓", "spectral conv. ↓", "log-mag L1 ↓"]
+    if summary and all("emb_dist" in e for e in summary):
+        keys.append("emb_dist")
+        headers.append("embedding dist. ↓")
+    headers.append("speed (x real time)")
     rows = []
     for e in summary:
         label = e["category"] + (" (held-out)" if e["category"] == "sfx-heldout" else "")
-        rows.append([label, e["vocoder"], e["clips"],
-                     *(f"{e[k]:.3f} ± {e[k + '_std']:.3f}"
-                       for k in ("mel_l1", "mrstft_total", "mrstft_sc", "mrstft_log_mag")),
+        rows.append([label, e["vocoder"], e["clips"], *(f"{e[k]:.3f} ± {e[k + '_std']:.3f}" for k in keys),
                      f"{e['x_real_time']:.1f}"])
     return "\n".join([
         "# Vocoder benchmark", "",
         f"{machine_line(machine)}. Clips: 22.05 kHz mono, <= {args.max_duration_s:g} s, "
         f"peak -1 dBFS; seed {args.seed}. Mean ± std over clips; speed = total audio s / total "
         "vocoder wall s (batch 1, after warm-up). MR-STFT = spectral convergence + log-magnitude "
-        f"L1, averaged over FFT sizes {'/'.join(map(str, MRSTFT_SIZES))}. `sfx-heldout` comes "
+        f"L1, averaged over FFT sizes {'/'.join(map(str, MRSTFT_SIZES))}. "
+        + ("Embedding dist. = 1 - cosine of the aiSFX embeddings of original and resynthesis. "
+           if "embedding dist. ↓" in headers else "")
+        + "`sfx-heldout` comes "
         f"from packages reserved for evaluation ({', '.join(HELDOUT_PACKAGES)})."
         + "".join(f" `{item.partition('=')[0]}`: the vocoder folder {_describe_folder(item.partition('=')[2])}."
                   for item in getattr(args, "vocoder", [])), "",
@@ -284,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vocoder", action="append", default=[], metavar="NAME=PATH",
                         help="also evaluate the HiFi-GAN folder PATH (e.g. a fine-tuned export) under NAME; "
                              "repeatable")
+    parser.add_argument("--no-embedding", action="store_true",
+                        help="skip the aiSFX embedding distance (saves loading the embedding network)")
     parser.add_argument("--save-audio", type=Path, default=None,
                         help="also write the resynthesised clips here (outside the repo tree)")
     args = parser.parse_args(argv)
@@ -308,11 +329,15 @@ def main(argv: list[str] | None = None) -> int:
     clips = build_clips(args.clips_per_category, args.seed, args.max_duration_s, config.hop_length)
     t_clips = time.perf_counter() - t_start
     mel = MelSpectrogram(config).to(device)
+    embedder = None
+    if not args.no_embedding:
+        from audiodiff.eval.embedding import SoundEmbedder
+        embedder = SoundEmbedder(device)
     results = {}
     for name, source in sources.items():
         vocoder = load_vocoder(source, mel_config=config, device=device).eval()
         save_dir = args.save_audio / name if args.save_audio else None
-        results[name] = evaluate(vocoder, mel, clips, device, save_dir)
+        results[name] = evaluate(vocoder, mel, clips, device, save_dir, embedder)
     summary = summarise(results)
     markdown = to_markdown(summary, machine, args)
     payload = {"machine": machine, "settings": {k: str(v) if isinstance(v, Path) else v

@@ -257,6 +257,26 @@ def test_vocoder_gan_task(folder, tmp_path):
         torch.testing.assert_close(ft.task.generator.eval()(mel), vocoder(mel), atol=1e-5, rtol=1e-4)
 
 
+def test_vocoder_mel_only_task_learns(folder, tmp_path):
+    """adversarial = false: no discriminator anywhere (modules, optimizer, checkpoint), one
+    optimizer, and the generator's mel L1 on the validation clips falls as it learns."""
+    from audiodiff.training.testing import tiny_vocoder_task_dict
+
+    task = f"task={json.dumps({**tiny_vocoder_task_dict(), 'adversarial': False})}"
+    args = (task, "steps=120", "valid_every=120", "optim.lr=3e-3", "optim.betas=[0.8, 0.99]", "optim.ema_decay=0")
+    trainer = Trainer(tiny_train_config(tmp_path / "r", folder, list(args)))
+    assert set(trainer.task.modules) == {"generator", "mel", "loss_mel"} and not trainer.task.discriminators
+    assert list(trainer.optimizers) == ["generator"]
+    result = trainer.run()
+    saved = {*weights(tmp_path / "r"), *weights(tmp_path / "r", "optimizer")}
+    assert saved and not any(k.startswith(("mpd.", "mrd.", "discriminator.")) for k in saved)
+    lines = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert not any(k.startswith("train/discriminator") or k.endswith(("/adv", "/fm")) for r in lines for k in r)
+    valid = {r["step"]: r["valid/loss"] for r in lines if "valid/loss" in r}
+    assert sorted(valid) == [0, 120] and result.step == 120
+    assert valid[120] < 0.8 * valid[0], valid  # the random tiny generator learns the mel
+
+
 def test_sigterm_checkpoints_and_stops(folder, tmp_path):
     import os
     import signal

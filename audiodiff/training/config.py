@@ -213,6 +213,10 @@ class VocoderTaskConfig(Config):
     # discriminators learn to score: a random discriminator's gradients would wreck a pretrained
     # generator (measured: the mel L1 of the universal HiFi-GAN went 0.26 -> 1.1 in 2 steps).
     disc_warmup_steps: int = 0
+    # False: no discriminators at all; the generator learns from the mel loss alone (fm_weight and
+    # disc_warmup_steps unused). A step then costs about a quarter of a GAN step, which makes a
+    # short fine-tune of a pretrained generator affordable on a CPU (configs/vocoder_cpu.toml).
+    adversarial: bool = True
 
     def __post_init__(self) -> None:
         check(len(self.mpd_periods) > 0 and all(p >= 2 for p in self.mpd_periods),

@@ -15,7 +15,8 @@ the exported folder (the inference class is not the training class, as in Vocos 
 A step has two phases: the generator's (which caches its output, detached) and then the
 discriminators' (on that cached output), each with its own optimizer. When fine-tuning, the
 generator can learn from the mel loss alone for the first ``disc_warmup_steps`` steps while the
-fresh discriminators learn to score.
+fresh discriminators learn to score. With ``adversarial = false`` there are no discriminators and a
+step has the generator's phase only (mel loss alone: a cheap fine-tune, e.g. on a CPU).
 """
 
 from __future__ import annotations
@@ -147,15 +148,19 @@ class VocoderTask(Task):
         self.generator = HiFiGAN(config.generator)
         if config.weight_norm:
             add_weight_norm(self.generator)
-        self.mpd = MultiDiscriminator([PeriodDiscriminator(p, config.mpd_channels) for p in config.mpd_periods])
-        self.mrd = MultiDiscriminator([ResolutionDiscriminator(*r, config.mrd_channels)
-                                       for r in config.mrd_resolutions])
         mel = config.generator.mel
         self.mel = MelSpectrogram(mel)
         # HiFi-GAN's mel loss covers the full band (fmax_for_loss = None), not just the input's 8 kHz.
         self.loss_mel = MelSpectrogram(mel.replace(f_max=mel.sample_rate / 2))
-        self.modules = {"generator": self.generator, "mpd": self.mpd, "mrd": self.mrd,
-                        "mel": self.mel, "loss_mel": self.loss_mel}
+        self.modules = {"generator": self.generator, "mel": self.mel, "loss_mel": self.loss_mel}
+        # The discriminators, by name; none when the generator learns from the mel loss alone.
+        self.discriminators: dict[str, MultiDiscriminator] = {}
+        if config.adversarial:
+            self.discriminators = {
+                "mpd": MultiDiscriminator([PeriodDiscriminator(p, config.mpd_channels) for p in config.mpd_periods]),
+                "mrd": MultiDiscriminator([ResolutionDiscriminator(*r, config.mrd_channels)
+                                           for r in config.mrd_resolutions])}
+            self.modules.update(self.discriminators)
         self._fake: dict[int, torch.Tensor] = {}
         self._step = 0
 
@@ -167,11 +172,13 @@ class VocoderTask(Task):
         return {"generator": self.generator}
 
     def ddp_modules(self) -> dict[str, nn.Module]:
-        return {"generator": self.generator, "mpd": self.mpd, "mrd": self.mrd}
+        return {"generator": self.generator, **self.discriminators}
 
     def optimizer_params(self) -> dict[str, list[nn.Parameter]]:
-        return {"generator": list(self.generator.parameters()),
-                "discriminator": [*self.mpd.parameters(), *self.mrd.parameters()]}
+        params = {"generator": list(self.generator.parameters())}
+        if self.discriminators:
+            params["discriminator"] = [p for d in self.discriminators.values() for p in d.parameters()]
+        return params
 
     def feature_spec(self, data: DataConfig) -> FeatureSpec:
         mel = self.config.generator.mel
@@ -208,13 +215,15 @@ class VocoderTask(Task):
             if len(self._fake) > 1024:  # left over by steps whose generator phase was NaN
                 self._fake.clear()
             fake = wrapped["generator"](self._mels(wav, self.mel))
-            self._fake[key] = fake.detach()
             mel_l1 = F.l1_loss(self._mels(fake, self.loss_mel), self._mels(wav, self.loss_mel))
             c = self.config
+            if not self.discriminators:
+                return {"loss": c.mel_weight * mel_l1, "mel_l1": mel_l1}
+            self._fake[key] = fake.detach()
             if self._step < c.disc_warmup_steps:  # the discriminators are still learning to score
                 return {"loss": c.mel_weight * mel_l1, "mel_l1": mel_l1}
             adv = fm = 0.0
-            for name in ("mpd", "mrd"):
+            for name in self.discriminators:
                 scores, features = wrapped[name](torch.cat([wav, fake.to(wav.dtype)]))
                 b = wav.shape[0]
                 adv = adv + generator_adversarial_loss([s[b:] for s in scores])
@@ -223,7 +232,7 @@ class VocoderTask(Task):
             return {"loss": adv + c.fm_weight * fm + c.mel_weight * mel_l1, "mel_l1": mel_l1, "adv": adv, "fm": fm}
         fake = self._fake.pop(key)
         loss = 0.0
-        for name in ("mpd", "mrd"):
+        for name in self.discriminators:
             scores, _ = wrapped[name](torch.cat([wav, fake.to(wav.dtype)]))
             b = wav.shape[0]
             loss = loss + discriminator_loss([s[:b] for s in scores], [s[b:] for s in scores])

@@ -214,8 +214,9 @@ class VocoderTaskConfig(Config):
     # generator (measured: the mel L1 of the universal HiFi-GAN went 0.26 -> 1.1 in 2 steps).
     disc_warmup_steps: int = 0
     # False: no discriminators at all; the generator learns from the mel loss alone (fm_weight and
-    # disc_warmup_steps unused). A step then costs about a quarter of a GAN step, which makes a
-    # short fine-tune of a pretrained generator affordable on a CPU (configs/vocoder_cpu.toml).
+    # disc_warmup_steps unused). No discriminator runs forward or backward, which makes a short
+    # fine-tune of a pretrained generator affordable on a CPU (configs/vocoder_cpu.toml: ~4 s a
+    # step at batch 4 on 2 cores, where a GAN step took ~24 s on 1).
     adversarial: bool = True
 
     def __post_init__(self) -> None:

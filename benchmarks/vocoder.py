@@ -252,6 +252,41 @@ def summarise(results: dict[str, list[dict[str, object]]]) -> list[dict[str, obj
     return summary
 
 
+PAIRED_KEYS = ("mel_l1", "mrstft_total", "mrstft_sc", "emb_dist")
+
+
+def paired_wins(results: dict[str, list[dict[str, object]]]) -> list[dict[str, object]]:
+    """Per category and vocoder after the first: on how many clips it beats the first vocoder
+    (the baseline, e.g. the universal HiFi-GAN) on each measure, clip by clip."""
+    names = list(results)
+    if len(names) < 2:
+        return []
+    base = {r["id"]: r for r in results[names[0]]}
+    out = []
+    for category in CATEGORIES + ("all",):
+        for name in names[1:]:
+            sel = [r for r in results[name] if category in ("all", r["category"])]
+            if not sel:
+                continue
+            entry = {"category": category, "vocoder": name, "baseline": names[0], "clips": len(sel)}
+            for key in PAIRED_KEYS:
+                if all(key in r for r in sel):
+                    entry[key] = sum(r[key] < base[r["id"]][key] for r in sel)
+            out.append(entry)
+    return out
+
+
+def wins_markdown(wins: list[dict[str, object]]) -> str:
+    if not wins:
+        return ""
+    labels = {"mel_l1": "mel L1", "mrstft_total": "MR-STFT", "mrstft_sc": "spectral conv.",
+              "emb_dist": "embedding dist."}
+    keys = [k for k in PAIRED_KEYS if all(k in w for w in wins)]
+    rows = [[w["category"], w["vocoder"], *(f"{w[k]}/{w['clips']}" for k in keys)] for w in wins]
+    return "\n".join([f"Clips on which each vocoder scores lower (better) than `{wins[0]['baseline']}` on the same clip:", "",
+                      markdown_table(["category", "vocoder", *(labels[k] for k in keys)], rows), ""])
+
+
 def to_markdown(summary: list[dict[str, object]], machine: dict[str, object],
                 args: argparse.Namespace) -> str:
     keys = ["mel_l1", "mrstft_total", "mrstft_sc", "mrstft_log_mag"]
@@ -339,12 +374,13 @@ def main(argv: list[str] | None = None) -> int:
         save_dir = args.save_audio / name if args.save_audio else None
         results[name] = evaluate(vocoder, mel, clips, device, save_dir, embedder)
     summary = summarise(results)
-    markdown = to_markdown(summary, machine, args)
+    wins = paired_wins(results)
+    markdown = to_markdown(summary, machine, args) + ("\n" + wins_markdown(wins) if wins else "")
     payload = {"machine": machine, "settings": {k: str(v) if isinstance(v, Path) else v
                                                 for k, v in vars(args).items()},
                "vocoder_sources": sources, "mel_config": config.to_dict(), "mrstft_sizes": list(MRSTFT_SIZES),
                "timing_s": {"build_clips": t_clips, "total": time.perf_counter() - t_start},
-               "summary": summary, "clips": clips, "per_clip": results}
+               "summary": summary, "paired_wins": wins, "clips": clips, "per_clip": results}
     json_path, md_path = write_results("vocoder", payload, markdown, args.out)
     print(markdown)
     print(f"wrote {json_path} and {md_path} in {time.perf_counter() - t_start:.0f} s",

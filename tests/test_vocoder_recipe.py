@@ -208,3 +208,18 @@ def test_gpu_script_trains_the_vocoder_task(tmp_path):
     assert (pub / "metrics.jsonl").is_file() and (pub / "summary.json").is_file()
     vocoder = load_vocoder(gpu_train.unpublish(pub, tmp_path / "unpacked"))
     assert isinstance(vocoder, HiFiGAN) and vocoder.config.mel.sample_rate == TINY_SAMPLE_RATE
+
+
+def test_benchmark_counts_paired_wins_against_the_first_vocoder():
+    from benchmarks.vocoder import paired_wins, wins_markdown
+
+    def rows(values):
+        return [{"id": f"c{i}", "category": "music" if i < 2 else "speech", "mel_l1": v, "mrstft_total": 1.0,
+                 "mrstft_sc": 0.5} for i, v in enumerate(values)]
+
+    results = {"base": rows([0.3, 0.3, 0.3]), "new": rows([0.2, 0.4, 0.1])}
+    wins = {w["category"]: w for w in paired_wins(results)}
+    assert (wins["music"]["mel_l1"], wins["speech"]["mel_l1"], wins["all"]["mel_l1"]) == (1, 1, 2)
+    assert wins["all"]["mrstft_total"] == 0 and "emb_dist" not in wins["all"]  # ties are not wins
+    assert "| all | new | 2/3 | 0/3 | 0/3 |" in wins_markdown(list(wins.values()))
+    assert paired_wins({"base": rows([0.3])}) == []

@@ -217,10 +217,10 @@ class VocoderTask(Task):
             fake = wrapped["generator"](self._mels(wav, self.mel))
             mel_l1 = F.l1_loss(self._mels(fake, self.loss_mel), self._mels(wav, self.loss_mel))
             c = self.config
-            if not self.discriminators:
-                return {"loss": c.mel_weight * mel_l1, "mel_l1": mel_l1}
-            self._fake[key] = fake.detach()
-            if self._step < c.disc_warmup_steps:  # the discriminators are still learning to score
+            if self.discriminators:
+                self._fake[key] = fake.detach()  # for the discriminators' phase, warm-up included
+            # Mel loss alone without discriminators, or while they are still learning to score.
+            if not self.discriminators or self._step < c.disc_warmup_steps:
                 return {"loss": c.mel_weight * mel_l1, "mel_l1": mel_l1}
             adv = fm = 0.0
             for name in self.discriminators:

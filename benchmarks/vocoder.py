@@ -55,6 +55,10 @@ MIN_DURATION_S = 0.5
 SILENCE_RMS = 1e-3  # -60 dBFS: below this a clip is "near-silent" and skipped
 MRSTFT_SIZES = (512, 1024, 2048)
 LOG_MAG_FLOOR = 1e-5  # the mel's log floor; a smaller one lets inaudible noise floors dominate
+# Per-clip measures (all lower is better) and their column labels; emb_dist only with an embedder.
+METRICS = {"mel_l1": "mel L1", "mrstft_total": "MR-STFT", "mrstft_sc": "spectral conv.",
+           "mrstft_log_mag": "log-mag L1", "emb_dist": "embedding dist."}
+PAIRED_KEYS = ("mel_l1", "mrstft_total", "mrstft_sc", "emb_dist")  # counted clip by clip
 
 
 # -- clips ----------------------------------------------------------------------------------
@@ -195,16 +199,28 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def embedding_distance(embedder, ref: torch.Tensor, est: torch.Tensor) -> float:
-    """1 - cosine similarity of the sound embeddings of two (1, T) waveforms."""
-    a, b = torch.from_numpy(embedder.embed([ref.cpu(), est.cpu()], SAMPLE_RATE))
-    return float(1.0 - torch.nn.functional.cosine_similarity(a, b, dim=0))
+class EmbeddingDistance:
+    """``(clip_id, ref, est) -> 1 - cosine`` of the sound embeddings of two (1, T) waveforms;
+    each reference clip is embedded once, however many vocoders are compared on it."""
+
+    def __init__(self, embedder):
+        self.embedder = embedder
+        self.refs: dict[str, torch.Tensor] = {}
+
+    def _embed(self, wav: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.embedder.embed([wav.cpu()], SAMPLE_RATE)[0])
+
+    def __call__(self, clip_id: str, ref: torch.Tensor, est: torch.Tensor) -> float:
+        if clip_id not in self.refs:
+            self.refs[clip_id] = self._embed(ref)
+        return float(1.0 - torch.nn.functional.cosine_similarity(self.refs[clip_id], self._embed(est), dim=0))
 
 
 def evaluate(vocoder: torch.nn.Module, mel: MelSpectrogram, clips: list[dict[str, object]],
-             device: torch.device, save_dir: Path | None = None, embedder=None) -> list[dict[str, object]]:
-    """Vocode every clip; return per-clip metrics and timings (``embedder``: also the
-    embedding distance)."""
+             device: torch.device, save_dir: Path | None = None,
+             embedding_distance: EmbeddingDistance | None = None) -> list[dict[str, object]]:
+    """Vocode every clip; return per-clip metrics and timings (and the embedding distance
+    when ``embedding_distance`` is given)."""
     with torch.inference_mode():  # warm-up: first calls allocate and pick kernels
         warm = torch.randn(1, SAMPLE_RATE, device=device) * 0.1
         for _ in range(2):
@@ -227,8 +243,8 @@ def evaluate(vocoder: torch.nn.Module, mel: MelSpectrogram, clips: list[dict[str
                    "duration_s": wav.shape[-1] / SAMPLE_RATE, "wall_s": wall,
                    "mel_l1": mel_l1(mel, ref, est), **{f"mrstft_{k}": v for k, v in
                                                       mr_stft(ref, est).items()}}
-            if embedder is not None:
-                row["emb_dist"] = embedding_distance(embedder, ref, est)
+            if embedding_distance is not None:
+                row["emb_dist"] = embedding_distance(clip["id"], ref, est)
         rows.append(row)
         if save_dir is not None:
             save_audio(save_dir / f"{clip['id']}.wav", est.cpu(), SAMPLE_RATE)
@@ -245,14 +261,11 @@ def summarise(results: dict[str, list[dict[str, object]]]) -> list[dict[str, obj
             entry = {"category": category, "vocoder": name, "clips": len(sel),
                      "audio_s": sum(r["duration_s"] for r in sel),
                      "x_real_time": sum(r["duration_s"] for r in sel) / sum(r["wall_s"] for r in sel)}
-            for key in ("mel_l1", "mrstft_total", "mrstft_sc", "mrstft_log_mag", "emb_dist"):
+            for key in METRICS:
                 if all(key in r for r in sel):
                     entry[key], entry[key + "_std"] = mean_std([r[key] for r in sel])
             summary.append(entry)
     return summary
-
-
-PAIRED_KEYS = ("mel_l1", "mrstft_total", "mrstft_sc", "emb_dist")
 
 
 def paired_wins(results: dict[str, list[dict[str, object]]]) -> list[dict[str, object]]:
@@ -279,22 +292,16 @@ def paired_wins(results: dict[str, list[dict[str, object]]]) -> list[dict[str, o
 def wins_markdown(wins: list[dict[str, object]]) -> str:
     if not wins:
         return ""
-    labels = {"mel_l1": "mel L1", "mrstft_total": "MR-STFT", "mrstft_sc": "spectral conv.",
-              "emb_dist": "embedding dist."}
     keys = [k for k in PAIRED_KEYS if all(k in w for w in wins)]
     rows = [[w["category"], w["vocoder"], *(f"{w[k]}/{w['clips']}" for k in keys)] for w in wins]
     return "\n".join([f"Clips on which each vocoder scores lower (better) than `{wins[0]['baseline']}` on the same clip:", "",
-                      markdown_table(["category", "vocoder", *(labels[k] for k in keys)], rows), ""])
+                      markdown_table(["category", "vocoder", *(METRICS[k] for k in keys)], rows), ""])
 
 
 def to_markdown(summary: list[dict[str, object]], machine: dict[str, object],
                 args: argparse.Namespace) -> str:
-    keys = ["mel_l1", "mrstft_total", "mrstft_sc", "mrstft_log_mag"]
-    headers = ["category", "vocoder", "clips", "mel L1 ↓", "MR-STFT ↓", "spectral conv. ↓", "log-mag L1 ↓"]
-    if summary and all("emb_dist" in e for e in summary):
-        keys.append("emb_dist")
-        headers.append("embedding dist. ↓")
-    headers.append("speed (x real time)")
+    keys = [k for k in METRICS if summary and all(k in e for e in summary)]
+    headers = ["category", "vocoder", "clips", *(f"{METRICS[k]} ↓" for k in keys), "speed (x real time)"]
     rows = []
     for e in summary:
         label = e["category"] + (" (held-out)" if e["category"] == "sfx-heldout" else "")
@@ -307,7 +314,7 @@ def to_markdown(summary: list[dict[str, object]], machine: dict[str, object],
         "vocoder wall s (batch 1, after warm-up). MR-STFT = spectral convergence + log-magnitude "
         f"L1, averaged over FFT sizes {'/'.join(map(str, MRSTFT_SIZES))}. "
         + ("Embedding dist. = 1 - cosine of the aiSFX embeddings of original and resynthesis. "
-           if "embedding dist. ↓" in headers else "")
+           if "emb_dist" in keys else "")
         + "`sfx-heldout` comes "
         f"from packages reserved for evaluation ({', '.join(HELDOUT_PACKAGES)})."
         + "".join(f" `{item.partition('=')[0]}`: the vocoder folder {_describe_folder(item.partition('=')[2])}."
@@ -364,15 +371,15 @@ def main(argv: list[str] | None = None) -> int:
     clips = build_clips(args.clips_per_category, args.seed, args.max_duration_s, config.hop_length)
     t_clips = time.perf_counter() - t_start
     mel = MelSpectrogram(config).to(device)
-    embedder = None
+    embedding_distance = None
     if not args.no_embedding:
         from audiodiff.eval.embedding import SoundEmbedder
-        embedder = SoundEmbedder(device)
+        embedding_distance = EmbeddingDistance(SoundEmbedder(device))
     results = {}
     for name, source in sources.items():
         vocoder = load_vocoder(source, mel_config=config, device=device).eval()
         save_dir = args.save_audio / name if args.save_audio else None
-        results[name] = evaluate(vocoder, mel, clips, device, save_dir, embedder)
+        results[name] = evaluate(vocoder, mel, clips, device, save_dir, embedding_distance)
     summary = summarise(results)
     wins = paired_wins(results)
     markdown = to_markdown(summary, machine, args) + ("\n" + wins_markdown(wins) if wins else "")

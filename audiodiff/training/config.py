@@ -206,6 +206,10 @@ class VocoderTaskConfig(Config):
     # Loss weights of HiFi-GAN: 45 x mel L1, 2 x feature matching, 1 x adversarial.
     mel_weight: float = 45.0
     fm_weight: float = 2.0
+    # Multi-resolution STFT loss (Parallel WaveGAN): stft_weight x (spectral convergence + log-magnitude
+    # L1), averaged over stft_resolutions (n_fft, hop_length, win_length). 0 = off (HiFi-GAN's recipe).
+    stft_weight: float = 0.0
+    stft_resolutions: tuple[tuple[int, int, int], ...] = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))
     # Weight normalisation of the generator's convs during training (as HiFi-GAN was trained);
     # folded back into plain weights at export.
     weight_norm: bool = True
@@ -224,12 +228,18 @@ class VocoderTaskConfig(Config):
               f"task.mpd_periods must be integers >= 2, got {self.mpd_periods}")
         check(len(self.mpd_channels) >= 1 and all(c > 0 for c in self.mpd_channels),
               f"task.mpd_channels must be positive, got {self.mpd_channels}")
-        check(all(len(r) == 3 and 0 < r[2] <= r[0] and r[1] > 0 for r in self.mrd_resolutions),
-              f"task.mrd_resolutions must be (n_fft, hop_length, win_length) with win_length <= n_fft, "
-              f"got {self.mrd_resolutions}")
+        _check_resolutions("mrd_resolutions", self.mrd_resolutions)
         check(self.mrd_channels > 0, f"task.mrd_channels must be > 0, got {self.mrd_channels}")
-        check(self.mel_weight >= 0 and self.fm_weight >= 0, "task.mel_weight and fm_weight must be >= 0")
+        check(self.mel_weight >= 0 and self.fm_weight >= 0 and self.stft_weight >= 0,
+              "task.mel_weight, fm_weight and stft_weight must be >= 0")
+        _check_resolutions("stft_resolutions", self.stft_resolutions)
         check(self.disc_warmup_steps >= 0, f"task.disc_warmup_steps must be >= 0, got {self.disc_warmup_steps}")
+
+
+def _check_resolutions(name: str, resolutions: tuple) -> None:
+    check(len(resolutions) > 0 and all(len(r) == 3 and 0 < r[2] <= r[0] and r[1] > 0 for r in resolutions),
+          f"task.{name} must be a non-empty list of (n_fft, hop_length, win_length) with "
+          f"0 < win_length <= n_fft and hop_length > 0, got {resolutions}")
 
 
 # Short names for the task section's "type" (the class names work too).

@@ -11,6 +11,10 @@ the exported folder (the inference class is not the training class, as in Vocos 
 * Losses (HiFi-GAN eq. 1-6): least-squares GAN, feature matching (L1 between discriminator
   features of real and generated audio), and L1 between log-mels of real and generated audio
   over the full band.
+* Optional multi-resolution STFT loss (Yamamoto et al. 2020, Parallel WaveGAN sec. 2.2): spectral
+  convergence plus log-magnitude L1 at several STFT resolutions (``stft_weight > 0``). It scores
+  linear-frequency magnitudes, which the log-mel loss blurs, so a fine-tune without
+  discriminators does not trade loud spectral peaks for quiet detail.
 
 A step has two phases: the generator's (which caches its output, detached) and then the
 discriminators' (on that cached output), each with its own optimizer. When fine-tuning, the
@@ -122,6 +126,22 @@ def feature_matching_loss(real: list[list[torch.Tensor]], fake: list[list[torch.
     return sum(F.l1_loss(f.float(), r.detach().float()) for rs, fs in zip(real, fake) for r, f in zip(rs, fs))
 
 
+def multi_resolution_stft_loss(est: torch.Tensor, ref: torch.Tensor,
+                               resolutions: tuple[tuple[int, int, int], ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(spectral convergence, log-magnitude L1) of two (B, 1, T) batches, each averaged over the
+    (n_fft, hop_length, win_length) resolutions (Parallel WaveGAN eq. 2-4; Hann window, centred
+    frames, magnitudes floored at 1e-4 = sqrt(1e-8)). Spectral convergence is taken over the whole batch."""
+    est, ref = est.float().flatten(0, 1), ref.float().flatten(0, 1)
+    sc = log_mag = 0.0
+    for n_fft, hop, win in resolutions:
+        window = torch.hann_window(win, device=est.device)
+        mags = [torch.stft(x, n_fft, hop, win, window, return_complex=True).abs().clamp_min(1e-4)
+                for x in (est, ref)]
+        sc = sc + torch.linalg.norm(mags[1] - mags[0]) / torch.linalg.norm(mags[1])
+        log_mag = log_mag + F.l1_loss(mags[0].log(), mags[1].log())
+    return sc / len(resolutions), log_mag / len(resolutions)
+
+
 def _generator_convs(module: nn.Module) -> list[nn.Module]:
     return [m for m in module.modules() if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d))]
 
@@ -217,11 +237,16 @@ class VocoderTask(Task):
             fake = wrapped["generator"](self._mels(wav, self.mel))
             mel_l1 = F.l1_loss(self._mels(fake, self.loss_mel), self._mels(wav, self.loss_mel))
             c = self.config
+            out = {"loss": c.mel_weight * mel_l1, "mel_l1": mel_l1}
+            if c.stft_weight > 0:
+                with torch.autocast(wav.device.type, enabled=False):
+                    sc, log_mag = multi_resolution_stft_loss(fake, wav, c.stft_resolutions)
+                out.update(loss=out["loss"] + c.stft_weight * (sc + log_mag), stft_sc=sc, stft_log_mag=log_mag)
             if self.discriminators:
                 self._fake[key] = fake.detach()  # for the discriminators' phase, warm-up included
-            # Mel loss alone without discriminators, or while they are still learning to score.
+            # Reconstruction losses alone without discriminators, or while they still learn to score.
             if not self.discriminators or self._step < c.disc_warmup_steps:
-                return {"loss": c.mel_weight * mel_l1, "mel_l1": mel_l1}
+                return out
             adv = fm = 0.0
             for name in self.discriminators:
                 scores, features = wrapped[name](torch.cat([wav, fake.to(wav.dtype)]))
@@ -229,7 +254,7 @@ class VocoderTask(Task):
                 adv = adv + generator_adversarial_loss([s[b:] for s in scores])
                 fm = fm + feature_matching_loss([[f[:b] for f in fs] for fs in features],
                                                 [[f[b:] for f in fs] for fs in features])
-            return {"loss": adv + c.fm_weight * fm + c.mel_weight * mel_l1, "mel_l1": mel_l1, "adv": adv, "fm": fm}
+            return {**out, "loss": out["loss"] + adv + c.fm_weight * fm, "adv": adv, "fm": fm}
         fake = self._fake.pop(key)
         loss = 0.0
         for name in self.discriminators:

@@ -157,3 +157,21 @@ def test_waveform_pipeline_contract(tmp_path):
     with pytest.raises(ValueError, match="between"):
         p("a beep", duration_s=31)
     assert math.isclose(out.settings["duration_s"], 0.3)
+
+
+def test_bundled_default_model_loads_offline_and_stays_small():
+    """The model shipped in audiodiff/assets/default: at most 60 MB in git, loaded by
+    from_pretrained() with no argument, with its own fine-tuned vocoder (not the packaged
+    universal HiFi-GAN's weights), and it generates audio."""
+    from audiodiff.models.vocoder import HiFiGAN, load_vocoder
+    from audiodiff.pipelines.text_to_audio import DEFAULT_MODEL_DIR
+
+    size = sum(f.stat().st_size for f in DEFAULT_MODEL_DIR.rglob("*") if f.is_file())
+    assert size <= 60e6, f"the bundled model is {size / 1e6:.1f} MB"
+    pipe = TextToAudioPipeline.from_pretrained()
+    assert pipe.config.vocoder == "vocoder" and isinstance(pipe.vocoder, HiFiGAN)
+    universal = load_vocoder("hifigan-universal").conv_post.weight
+    assert not torch.allclose(pipe.vocoder.conv_post.weight.float(), universal, atol=1e-3)
+    out = pipe("rain on a tin roof", duration_s=0.5, num_steps=2, seed=0)
+    assert out.waveforms.shape[-1] == round(0.5 * pipe.sample_rate)
+    assert torch.isfinite(out.waveforms).all() and 0 < out.waveforms.abs().max() <= 1

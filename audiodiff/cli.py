@@ -115,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Round-trip a file through the mel front-end and a vocoder.")
     p.add_argument("input", help="audio file (wav, flac, ogg, mp3; any rate, mono or stereo)")
     p.add_argument("-o", "--output", required=True, help="output file (.wav, .flac or .ogg)")
-    p.add_argument("--vocoder", default="hifigan",
-                   help="hifigan (packaged universal HiFi-GAN), griffinlim, or a vocoder folder")
+    p.add_argument("--vocoder", default="default",
+                   help="default (the bundled model's HiFi-GAN, fine-tuned on effects, music and speech), "
+                        "hifigan (the packaged universal HiFi-GAN), griffinlim, or a vocoder folder")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cmd_vocode)
 

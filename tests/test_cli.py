@@ -12,7 +12,7 @@ def test_help_lists_commands(capsys):
     assert "vocode" in out
 
 
-@pytest.mark.parametrize("vocoder", ["griffinlim", "hifigan"])
+@pytest.mark.parametrize("vocoder", ["griffinlim", "hifigan", "default"])
 def test_vocode_writes_audio(tmp_path, chirp, vocoder, capsys):
     wav, sr = chirp
     src = save_audio(tmp_path / "in.flac", wav[:, :11025], sr)

@@ -29,6 +29,8 @@ from ..config import Config, check, register_config
 from ..hub import cache_dir, load_component, register_model, resolve_pretrained, save_component
 
 BUILTIN_VOCODERS = ("hifigan-universal", "griffinlim")
+# The bundled default model's vocoder (the universal HiFi-GAN fine-tuned on effects, music and speech).
+DEFAULT_VOCODER_DIR = Path(__file__).resolve().parent.parent / "assets" / "default" / "vocoder"
 
 
 class MelConfigMismatchError(ValueError):
@@ -240,7 +242,8 @@ def load_vocoder(
     mel_config: MelConfig | None = None,
     device: torch.device | str | None = None,
 ) -> nn.Module:
-    """Load a vocoder by name ("hifigan-universal", "griffinlim") or from a component folder.
+    """Load a vocoder by name ("default": the bundled model's fine-tuned HiFi-GAN;
+    "hifigan-universal"; "griffinlim") or from a component folder.
 
     mel_config: the mel definition of the model whose mels will be vocoded; a vocoder built for
     another definition raises MelConfigMismatchError. Griffin-Lim adapts to any mel definition.
@@ -250,10 +253,12 @@ def load_vocoder(
         return GriffinLim(mel_config).to(device)
     if name in ("hifigan", "hifigan-universal"):
         vocoder = hifigan_universal()
+    elif name == "default":
+        vocoder = load_component(DEFAULT_VOCODER_DIR, expected=HiFiGAN)
     elif Path(name).expanduser().is_dir() or name.count("/") == 1:
         vocoder = load_component(resolve_pretrained(name), expected=HiFiGAN)
     else:
-        raise ValueError(f"unknown vocoder {name!r}; use one of {', '.join(BUILTIN_VOCODERS)} or a folder")
+        raise ValueError(f"unknown vocoder {name!r}; use one of default, {', '.join(BUILTIN_VOCODERS)} or a folder")
     if mel_config is not None:
         check_mel_match(vocoder.mel_config, mel_config)
     return vocoder.to(device)

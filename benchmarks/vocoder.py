@@ -43,6 +43,7 @@ from audiodiff.data import (cache_root, debian_package, file_licence, find_audio
                             is_reserved_package, sample_music, sample_speech_specs,
                             synthesize_speech)
 from audiodiff.models.vocoder import load_vocoder
+from audiodiff.training.vocoder import multi_resolution_stft_loss
 
 SAMPLE_RATE = 22050
 VOCODERS = {"hifigan": "hifigan-universal", "griffinlim": "griffinlim"}  # griffinlim: 32 iters
@@ -165,31 +166,16 @@ def mel_l1(mel: MelSpectrogram, ref: torch.Tensor, est: torch.Tensor) -> float:
     return float((a[..., :n] - b[..., :n]).abs().mean())
 
 
-def stft_magnitude(wav: torch.Tensor, n_fft: int) -> torch.Tensor:
-    window = torch.hann_window(n_fft, device=wav.device)
-    spec = torch.stft(wav, n_fft, n_fft // 4, n_fft, window=window, center=True,
-                      pad_mode="reflect", return_complex=True)
-    return spec.abs()
-
-
 def mr_stft(ref: torch.Tensor, est: torch.Tensor,
             sizes: tuple[int, ...] = MRSTFT_SIZES) -> dict[str, float]:
-    """Multi-resolution STFT distance of two (1, T) waveforms.
-
-    Per FFT size (hop n_fft/4, Hann window): spectral convergence ||S - S^||_F / ||S||_F and the
-    mean |log S - log S^|; each averaged over sizes, and ``total`` is their sum.
-    """
+    """Multi-resolution STFT distance of two (1, T) waveforms (the vocoder task's loss, at FFT
+    sizes ``sizes`` with hop n_fft/4 and a Hann window of n_fft, magnitudes floored at the mel's
+    log floor): spectral convergence and log-magnitude L1, each averaged over sizes; ``total`` is
+    their sum."""
     n = min(ref.shape[-1], est.shape[-1])
-    ref, est = ref[..., :n], est[..., :n]
-    sc, mag = [], []
-    for n_fft in sizes:
-        s, s_hat = stft_magnitude(ref, n_fft), stft_magnitude(est, n_fft)
-        sc.append(float(torch.linalg.norm(s - s_hat) / torch.linalg.norm(s).clamp_min(1e-9)))
-        mag.append(float((s.clamp_min(LOG_MAG_FLOOR).log()
-                          - s_hat.clamp_min(LOG_MAG_FLOOR).log()).abs().mean()))
-    out = {"sc": sum(sc) / len(sc), "log_mag": sum(mag) / len(mag)}
-    out["total"] = out["sc"] + out["log_mag"]
-    return out
+    sc, log_mag = multi_resolution_stft_loss(est[None, ..., :n], ref[None, ..., :n],
+                                             tuple((s, s // 4, s) for s in sizes), floor=LOG_MAG_FLOOR)
+    return {"sc": float(sc), "log_mag": float(log_mag), "total": float(sc) + float(log_mag)}
 
 
 # -- run --------------------------------------------------------------------------------------
@@ -294,8 +280,8 @@ def wins_markdown(wins: list[dict[str, object]]) -> str:
         return ""
     keys = [k for k in PAIRED_KEYS if all(k in w for w in wins)]
     rows = [[w["category"], w["vocoder"], *(f"{w[k]}/{w['clips']}" for k in keys)] for w in wins]
-    return "\n".join([f"Clips on which each vocoder scores lower (better) than `{wins[0]['baseline']}` on the same clip:", "",
-                      markdown_table(["category", "vocoder", *(METRICS[k] for k in keys)], rows), ""])
+    intro = f"Clips on which each vocoder scores lower (better) than `{wins[0]['baseline']}` on the same clip:"
+    return "\n".join([intro, "", markdown_table(["category", "vocoder", *(METRICS[k] for k in keys)], rows), ""])
 
 
 def to_markdown(summary: list[dict[str, object]], machine: dict[str, object],

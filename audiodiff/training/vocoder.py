@@ -126,18 +126,19 @@ def feature_matching_loss(real: list[list[torch.Tensor]], fake: list[list[torch.
     return sum(F.l1_loss(f.float(), r.detach().float()) for rs, fs in zip(real, fake) for r, f in zip(rs, fs))
 
 
-def multi_resolution_stft_loss(est: torch.Tensor, ref: torch.Tensor,
-                               resolutions: tuple[tuple[int, int, int], ...]) -> tuple[torch.Tensor, torch.Tensor]:
+def multi_resolution_stft_loss(est: torch.Tensor, ref: torch.Tensor, resolutions: tuple[tuple[int, int, int], ...],
+                               floor: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
     """(spectral convergence, log-magnitude L1) of two (B, 1, T) batches, each averaged over the
     (n_fft, hop_length, win_length) resolutions (Parallel WaveGAN eq. 2-4; Hann window, centred
-    frames, magnitudes floored at 1e-4 = sqrt(1e-8)). Spectral convergence is taken over the whole batch."""
+    frames, magnitudes floored at ``floor``: 1e-4 = sqrt(1e-8) as in Parallel WaveGAN). Spectral
+    convergence is taken over the whole batch. Also benchmarks/vocoder.py's MR-STFT distance."""
     est, ref = est.float().flatten(0, 1), ref.float().flatten(0, 1)
     sc = log_mag = 0.0
     for n_fft, hop, win in resolutions:
         window = torch.hann_window(win, device=est.device)
-        mags = [torch.stft(x, n_fft, hop, win, window, return_complex=True).abs().clamp_min(1e-4)
+        mags = [torch.stft(x, n_fft, hop, win, window, return_complex=True).abs().clamp_min(floor)
                 for x in (est, ref)]
-        sc = sc + torch.linalg.norm(mags[1] - mags[0]) / torch.linalg.norm(mags[1])
+        sc = sc + torch.linalg.norm(mags[1] - mags[0]) / torch.linalg.norm(mags[1]).clamp_min(1e-9)
         log_mag = log_mag + F.l1_loss(mags[0].log(), mags[1].log())
     return sc / len(resolutions), log_mag / len(resolutions)
 

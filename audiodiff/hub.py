@@ -21,6 +21,8 @@ from .config import Config, ConfigError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+# The model bundled with audiodiff (TextToAudioPipeline.from_pretrained() with no argument).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "default"
 
 _MODELS: dict[str, type[nn.Module]] = {}
 

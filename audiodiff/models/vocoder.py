@@ -26,11 +26,11 @@ from torch import nn
 
 from ..audio.features import MelConfig
 from ..config import Config, check, register_config
-from ..hub import cache_dir, load_component, register_model, resolve_pretrained, save_component
+from ..hub import DEFAULT_MODEL_DIR, cache_dir, load_component, register_model, resolve_pretrained, save_component
 
 BUILTIN_VOCODERS = ("hifigan-universal", "griffinlim")
 # The bundled default model's vocoder (the universal HiFi-GAN fine-tuned on effects, music and speech).
-DEFAULT_VOCODER_DIR = Path(__file__).resolve().parent.parent / "assets" / "default" / "vocoder"
+DEFAULT_VOCODER_DIR = DEFAULT_MODEL_DIR / "vocoder"
 
 
 class MelConfigMismatchError(ValueError):

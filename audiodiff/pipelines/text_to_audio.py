@@ -23,7 +23,7 @@ from ..conditioning.text import TextConditioner
 from ..config import Config, ConfigError, check, register_config
 from ..diffusion import EDMDenoiser, NoiseScheduleConfig, get_sampler
 from ..diffusion.guidance import check_interval
-from ..hub import load_component, resolve_pretrained, save_component
+from ..hub import DEFAULT_MODEL_DIR, load_component, resolve_pretrained, save_component
 from ..models.unet_mel import UNetMel
 from ..models.vocoder import BUILTIN_VOCODERS, HiFiGAN, check_mel_match, load_vocoder
 from . import variations
@@ -33,7 +33,6 @@ from .base import (
 )
 
 PIPELINE_CONFIG = "pipeline.json"
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "default"
 
 
 @register_config

@@ -105,7 +105,8 @@ def _dataset(folder, tmp_path, train=True, **data):
     entries = [e for e in load_entries(config.data) if e.split == ("train" if train else "valid")]
     spec = task.feature_spec(config.data)
     return ClipDataset(entries, spec, config.seed, task.text_config, train=train,
-                       cache_dir=config.data.cache_dir, memory_clips=config.data.memory_cache_clips), spec
+                       cache_dir=config.data.cache_dir, memory_clips=config.data.memory_cache_clips,
+                       mask_padding=config.data.mask_padding), spec
 
 
 def test_items_depend_only_on_position(folder, tmp_path):
@@ -133,6 +134,9 @@ def test_short_clips_are_padded_and_masked(folder, tmp_path):
     assert torch.all(item["x"][..., real:] == -1.0)  # silence in the normalised mel
     batch = collate([data[0], data[1]])
     assert batch["x"].shape == (2, 1, 16, spec.crop) and batch["token_mask"].dtype == torch.bool
+    # mask_padding=false: the same item, with its silence a training target.
+    learned, _ = _dataset(folder, tmp_path, crop_s=2.0, mask_padding=False)
+    assert torch.equal(learned[0]["x"], item["x"]) and torch.all(learned[0]["mask"] == 1.0)
 
 
 def test_disk_cache_gives_the_same_items(folder, tmp_path):

@@ -54,8 +54,12 @@ class DataConfig(Config):
     valid_split: str = "valid"
     # Folder only: fraction of files (by a hash of their path) held out for validation.
     valid_fraction: float = 0.05
-    # Length of the random training crops; shorter clips are padded and masked in the loss.
+    # Length of the random training crops; shorter clips are padded with silence.
     crop_s: float = 5.0
+    # True: the padding is masked out of the loss, so the model never learns where a sound ends and
+    # fills a generated clip with sound. False: the padding is learned as silence, so a short effect
+    # ends and falls silent (as AudioLDM-style training on zero-padded clips does).
+    mask_padding: bool = True
     # Normalised mels of whole clips are kept on disk here (fp16 safetensors); "" = memory only.
     cache_dir: str = ""
     # Whole clips kept in memory per data worker (LRU); 0 = reload every time.

@@ -9,7 +9,8 @@ DDP processes equal to one (see :mod:`audiodiff.training.distributed`).
 Whole clips are turned into features once and kept in a per-worker LRU (and optionally on disk as
 fp16 safetensors, keyed by the file's path, size, mtime and the mel definition). Mels are always
 rounded through fp16, cached or not, so a run gives the same numbers with and without the cache.
-Clips shorter than the crop are padded with silence and come with a frame mask of 0 there.
+Clips shorter than the crop are padded with silence and come with a frame mask of 0 there
+(``mask_padding=True``) or 1, so that the silence after a sound is learned (``False``).
 """
 
 from __future__ import annotations
@@ -308,7 +309,8 @@ class ClipDataset(Dataset):
     """Items by data position: ``dataset[p]`` -> dict with
 
     x: (1, n_mels, crop) float32 normalised log-mel in ~[-1, 1], or (1, crop) waveform;
-    mask: (crop,) float32, 1 on real frames / samples, 0 on padding;
+    mask: (crop,) float32, 1 on real frames / samples, 0 on padding (all ones when
+        ``mask_padding`` is False: the padding's silence is then a training target);
     caption: str (a random variant); tokens (L, D) and pooled (D,) text embeddings;
     frames: (12, crop) chroma when the spec asks for it; position: int.
 
@@ -318,13 +320,14 @@ class ClipDataset(Dataset):
 
     def __init__(self, entries: Sequence[ManifestEntry], spec: FeatureSpec, seed: int,
                  text: TextConditionerConfig | None, train: bool = True, cache_dir: str = "",
-                 memory_clips: int = 2048, text_cache: str = ""):
+                 memory_clips: int = 2048, text_cache: str = "", mask_padding: bool = True):
         if not entries:
             raise ManifestError("the dataset has no clips")
         self.entries = list(entries)
         self.spec = spec
         self.seed = seed
         self.train = train
+        self.mask_padding = mask_padding
         self.store = ClipStore(spec, cache_dir, memory_clips)
         self.embed = TextEmbedder(text, text_cache=text_cache) if text is not None else None
         self._perm: tuple[int, torch.Tensor] | None = None
@@ -350,8 +353,9 @@ class ClipDataset(Dataset):
         full = feats[key]
         length, crop = full.shape[-1], self.spec.crop
         start = int(torch.randint(0, length - crop + 1, (1,), generator=g)) if length > crop else 0
-        mask = torch.zeros(crop)
-        mask[: min(crop, length)] = 1.0
+        mask = torch.ones(crop)
+        if self.mask_padding:
+            mask[min(crop, length):] = 0.0
         x = _crop(full, start, crop, 0.0 if key == "wave" else SILENCE).float()  # (1, T) or (n_mels, N)
         item = {"x": x if key == "wave" else x[None], "mask": mask, "position": position}
         caption = entry.captions[int(torch.randint(0, len(entry.captions), (1,), generator=g))]

@@ -155,11 +155,11 @@ class Trainer:
             _check_text_cache(d.text_cache, self.task)
         self.train_data = ClipDataset(train_entries, spec, config.seed, self.task.text_config, train=True,
                                       cache_dir=d.cache_dir, memory_clips=d.memory_cache_clips,
-                                      text_cache=d.text_cache)
+                                      text_cache=d.text_cache, mask_padding=d.mask_padding)
         valid_entries = [e for e in entries if e.split == d.valid_split][: d.max_valid_clips]
         self.valid_data = (ClipDataset(valid_entries, spec, config.seed, self.task.text_config, train=False,
                                        cache_dir=d.cache_dir, memory_clips=d.memory_cache_clips,
-                                       text_cache=d.text_cache)
+                                       text_cache=d.text_cache, mask_padding=d.mask_padding)
                            if valid_entries else None)
         self.log = RunLogger(self.run_dir, enabled=self.env.is_main, progress=config.progress)
 

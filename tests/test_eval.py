@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import librosa
 import numpy as np
 import pytest
 import torch
@@ -157,6 +158,27 @@ def _manifest_rows():
     return rows
 
 
+def test_sounding_fraction_matches_librosa_split():
+    from audiodiff.eval.metrics import sounding_fraction
+
+    rng = np.random.default_rng(0)
+    hop = 512
+    for trial in range(6):
+        n = 22050 * 3 + int(rng.integers(0, hop))
+        y = np.zeros(n)
+        for _ in range(3):  # bursts at random levels over digital silence
+            a, length = int(rng.integers(0, n - 4000)), int(rng.integers(800, 15000))
+            y[a:a + length] += rng.normal(0, 10 ** rng.uniform(-3, 0), len(y[a:a + length]))
+        frames = 1 + n // hop
+        # librosa.effects.split gives the same frames as sample intervals (the last one cut at n).
+        from_split = sum(math.ceil((e - s) / hop) for s, e in librosa.effects.split(y, top_db=40)) / frames
+        assert sounding_fraction(y, top_db=40) == pytest.approx(from_split, abs=1.01 / frames)
+    assert sounding_fraction(np.zeros(1000)) == 0.0
+    tone = np.sin(np.arange(22050) * 0.1)
+    assert sounding_fraction(tone) == 1.0
+    assert sounding_fraction(tone, num_samples=4 * 22050) == pytest.approx(0.25, abs=0.02)  # padded
+
+
 def test_taxonomy_shape():
     names = [c.name for c in CATEGORIES]
     assert len(names) >= 20 and len(set(names)) == len(names)
@@ -209,6 +231,8 @@ def test_evaluate_cli_end_to_end(tmp_path, embedder):
     assert set(report["generated"]) == {"model", "untrained"}
     for scored in report["generated"].values():
         assert scored["clips"] == 2 and 0 <= scored["top1"] <= scored["top5"] <= 1 and scored["fd"] >= 0
+        assert 0 <= scored["sounding_fraction"] <= 1
+    assert report["real"]["sounding_fraction"] == 1.0  # the corpus is steady hums and noise
     assert "| real (leave-one-out: ceiling) | 6 |" in out.with_suffix(".md").read_text()
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 6  # real clips cached
     assert main(["evaluate", "--categories", "no_such_category", "--data", str(corpus.parent)]) == 2

@@ -8,7 +8,9 @@ category's held-out prompts; generated and real clips are embedded with aiSFX
   the same classifier on the real clips themselves (leave-one-out) is the ceiling;
 * Frechet distance of generated vs real embeddings; two halves of the real set give the floor
   (the distance between two samples of the same distribution at that size);
-* optionally the same for an untrained model of the same architecture (random init).
+* optionally the same for an untrained model of the same architecture (random init);
+* the sounding fraction of generated and real clips (:func:`~audiodiff.eval.metrics.sounding_fraction`):
+  whether a model lets a short sound end, as real effects do, or fills the clip.
 
 Real clips per category come from held-out splits first ("test": sources reserved for
 evaluation, then "valid"), topped up from "train" when a category has too few; the JSON records
@@ -32,10 +34,11 @@ import numpy as np
 import torch
 
 from .embedding import EMBEDDER_VERSION, EmbeddingCache, SoundEmbedder, embed_files
-from .metrics import frechet_distance, label_accuracy
+from .metrics import frechet_distance, label_accuracy, sounding_fraction
 from .taxonomy import TAXONOMY_VERSION, Category, get_categories, label_caption
 
 SPLIT_PRIORITY = ("test", "valid", "train")  # held-out first
+SOUNDING_FRAME_S = 2048 / 22050  # librosa's default frame at the pipeline's rate, at any rate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +137,23 @@ def generate_clips(pipe, categories: Sequence[Category], clips_per_category: int
     return wavs, labels, prompts
 
 
+def clip_sounding_fraction(wav: np.ndarray | torch.Tensor, sample_rate: int, duration_s: float) -> float:
+    """:func:`sounding_fraction` of the first ``duration_s`` (zero-padded) with ~93 ms frames."""
+    frame = max(16, round(SOUNDING_FRAME_S * sample_rate))
+    wav = wav.float().numpy() if isinstance(wav, torch.Tensor) else wav
+    return sounding_fraction(wav, round(duration_s * sample_rate), frame_length=frame, hop_length=frame // 4)
+
+
+def real_sounding_fractions(paths: Sequence[Path], duration_s: float) -> list[float]:
+    from ..audio import load_audio
+
+    out = []
+    for path in paths:
+        wav, sr = load_audio(path, mono=True)
+        out.append(clip_sounding_fraction(wav[0, :math.ceil(duration_s * sr)], sr, duration_s))
+    return out
+
+
 def _halves(labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Alternate clips of each category between two halves (stratified split)."""
     seen: dict[str, int] = {}
@@ -184,6 +204,7 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
     cache = EmbeddingCache(cache_dir)
     real_emb = embed_files(embedder, [r.path for r in real], duration_s, cache, progress)
     real_idx = np.array([names.index(r.category) for r in real])
+    real_sounding = real_sounding_fractions([r.path for r in real], duration_s)
     ceiling = label_accuracy(real_emb, real_idx, real_emb, real_idx, len(names), k_neighbours, leave_one_out=True)
     a, b = _halves([r.category for r in real])
     report: dict = {
@@ -197,6 +218,7 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
         "host": platform.node(), "torch": torch.__version__,
         "real": {"clips": len(real), "top1_leave_one_out": ceiling["top1"], "top5_leave_one_out": ceiling["top5"],
                  "fd_half_vs_half": frechet_distance(real_emb[a], real_emb[b]), "half_sizes": [len(a), len(b)],
+                 "sounding_fraction": float(np.mean(real_sounding)),
                  "by_split": {s: sum(r.split == s for r in real) for s in sorted({r.split for r in real})}},
         "categories": [{"name": c.name, "prompts": list(c.prompts), "real_clips": counts[c.name],
                         "real_by_split": {s: sum(r.split == s for r in real if r.category == c.name)
@@ -223,6 +245,8 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
         gen_seconds = time.perf_counter() - t0
         emb = embedder.embed(wavs, p.sample_rate)
         scored = _score_generated(emb, labels, real_emb, real_idx, names, k_neighbours)
+        scored["sounding_fraction"] = float(np.mean([clip_sounding_fraction(w.reshape(-1), p.sample_rate, duration_s)
+                                                     for w in wavs]))
         scored["generation_s"] = round(gen_seconds, 1)
         report["generated"][name] = scored
     report["seconds"] = round(time.perf_counter() - start, 1)
@@ -249,12 +273,14 @@ def markdown_report(report: dict) -> str:
              f"{'' if s.get('guidance_interval') is None else ' in sigma ' + str(tuple(s['guidance_interval']))}, "
              f"seed {s['seed']}), {real['clips']} real clips {real['by_split']}; embedding {report['embedder']}, "
              f"per-class {s['k_neighbours']}-NN (cosine) classifier over the real clips.", "",
-             "| clips | n | top-1 | top-5 | Frechet distance to real |", "|---|---|---|---|---|",
+             "| clips | n | top-1 | top-5 | Frechet distance to real | sounding fraction |",
+             "|---|---|---|---|---|---|",
              f"| real (leave-one-out: ceiling) | {real['clips']} | {_fmt(real['top1_leave_one_out'])} | "
              f"{_fmt(real['top5_leave_one_out'])} | {_fmt(real['fd_half_vs_half'], 2)} (half vs half "
-             f"{real['half_sizes'][0]}/{real['half_sizes'][1]}: floor) |"]
+             f"{real['half_sizes'][0]}/{real['half_sizes'][1]}: floor) | {_fmt(real.get('sounding_fraction'), 2)} |"]
     for name, g in report["generated"].items():
-        lines.append(f"| {name} | {g['clips']} | {_fmt(g['top1'])} | {_fmt(g['top5'])} | {_fmt(g['fd'], 2)} |")
+        lines.append(f"| {name} | {g['clips']} | {_fmt(g['top1'])} | {_fmt(g['top5'])} | {_fmt(g['fd'], 2)} | "
+                     f"{_fmt(g.get('sounding_fraction'), 2)} |")
     if report.get("note"):
         lines += ["", report["note"]]
     gen_names = list(report["generated"])
@@ -264,7 +290,9 @@ def markdown_report(report: dict) -> str:
         cells = [_fmt(report["generated"][n]["per_category_top1"].get(c["name"]), 2) for n in gen_names]
         split = ", ".join(f"{v} {k}" for k, v in c["real_by_split"].items())
         lines.append(f"| {c['name']} | {c['real_clips']} ({split}) |" + "".join(f" {x} |" for x in cells))
-    lines += ["", f"{report['seconds']:.0f} s in all. Frechet distances compare only at equal set sizes."]
+    lines += ["", f"{report['seconds']:.0f} s in all. Frechet distances compare only at equal set sizes. "
+              "Sounding fraction: the share of ~93 ms frames within 40 dB of the clip's loudest, real clips "
+              "zero-padded to the duration (a generator that never lets a sound end scores near 1)."]
     return "\n".join(lines) + "\n"
 
 

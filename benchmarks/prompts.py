@@ -44,20 +44,16 @@ PROMPTS = (
 def clip_stats(wav: np.ndarray, sr: int) -> dict[str, float]:
     import librosa
 
-    from audiodiff.eval.evaluate import SOUNDING_FRAME_S, clip_sounding_fraction
+    from audiodiff.eval.evaluate import clip_sounding_frames
 
-    frame = round(SOUNDING_FRAME_S * sr)
-    hop = frame // 4
-    # The end of the sound: the last frame within 40 dB of the loudest (sounding_fraction's test).
-    padded = np.pad(wav.astype(np.float64), frame // 2)
-    rms = np.sqrt(np.mean(np.lib.stride_tricks.sliding_window_view(padded, frame)[::hop] ** 2, axis=1))
-    live = 20 * np.log10(np.maximum(rms, 1e-5) / max(rms.max(), 1e-5)) > -40.0
-    end_s = float((np.flatnonzero(live)[-1] + 1) * hop / sr) if live.any() and rms.max() > 1e-5 else 0.0
+    duration_s = len(wav) / sr
+    live, hop = clip_sounding_frames(wav, sr, duration_s)
+    # The end of the sound: where the last frame within 40 dB of the loudest ends.
+    end_s = min(duration_s, (np.flatnonzero(live)[-1] + 1) * hop / sr) if live.any() else 0.0
     onsets = librosa.onset.onset_detect(y=wav.astype(np.float32), sr=sr, units="time")
     flatness = librosa.feature.spectral_flatness(y=wav.astype(np.float32))[0]
-    return {"sounding": clip_sounding_fraction(wav, sr, len(wav) / sr), "end_s": min(end_s, len(wav) / sr),
-            "onsets_per_s": len(onsets) / (len(wav) / sr), "flatness": float(np.median(flatness)),
-            "peak_dbfs": float(20 * np.log10(max(np.abs(wav).max(), 1e-9)))}
+    return {"sounding": float(live.mean()), "end_s": float(end_s), "onsets_per_s": len(onsets) / duration_s,
+            "flatness": float(np.median(flatness)), "peak_dbfs": float(20 * np.log10(max(np.abs(wav).max(), 1e-9)))}
 
 
 def save_spectrograms(path: Path, title: str, mels: list[np.ndarray], prompts: list[str]) -> None:
@@ -66,7 +62,10 @@ def save_spectrograms(path: Path, title: str, mels: list[np.ndarray], prompts: l
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 5, figsize=(20, 6), constrained_layout=True)
+    rows = -(-len(mels) // 5)
+    fig, axes = plt.subplots(rows, 5, figsize=(20, 3 * rows), constrained_layout=True, squeeze=False)
+    for ax in axes.flat[len(mels):]:
+        ax.axis("off")
     for ax, mel, prompt in zip(axes.flat, mels, prompts):
         ax.imshow(mel, origin="lower", aspect="auto", vmin=-1, vmax=1, cmap="magma")
         ax.set_title(prompt[:34], fontsize=9)

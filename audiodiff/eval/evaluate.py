@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from .embedding import EMBEDDER_VERSION, EmbeddingCache, SoundEmbedder, embed_files
-from .metrics import frechet_distance, label_accuracy, sounding_fraction
+from .metrics import frechet_distance, label_accuracy, sounding_frames
 from .taxonomy import TAXONOMY_VERSION, Category, get_categories, label_caption
 
 SPLIT_PRIORITY = ("test", "valid", "train")  # held-out first
@@ -137,11 +137,18 @@ def generate_clips(pipe, categories: Sequence[Category], clips_per_category: int
     return wavs, labels, prompts
 
 
-def clip_sounding_fraction(wav: np.ndarray | torch.Tensor, sample_rate: int, duration_s: float) -> float:
-    """:func:`sounding_fraction` of the first ``duration_s`` (zero-padded) with ~93 ms frames."""
+def clip_sounding_frames(wav: np.ndarray | torch.Tensor, sample_rate: int, duration_s: float
+                         ) -> tuple[np.ndarray, int]:
+    """:func:`sounding_frames` of the first ``duration_s`` (zero-padded) with ~93 ms frames, and
+    the hop in samples (frame i starts at i * hop)."""
     frame = max(16, round(SOUNDING_FRAME_S * sample_rate))
     wav = wav.float().numpy() if isinstance(wav, torch.Tensor) else wav
-    return sounding_fraction(wav, round(duration_s * sample_rate), frame_length=frame, hop_length=frame // 4)
+    return sounding_frames(wav, round(duration_s * sample_rate), frame_length=frame, hop_length=frame // 4), frame // 4
+
+
+def clip_sounding_fraction(wav: np.ndarray | torch.Tensor, sample_rate: int, duration_s: float) -> float:
+    """:func:`sounding_fraction` of the first ``duration_s`` (zero-padded) with ~93 ms frames."""
+    return float(np.mean(clip_sounding_frames(wav, sample_rate, duration_s)[0]))
 
 
 def real_sounding_fractions(paths: Sequence[Path], duration_s: float) -> list[float]:

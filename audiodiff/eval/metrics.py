@@ -105,19 +105,25 @@ def label_accuracy(queries: np.ndarray, labels: Sequence[int], refs: np.ndarray,
     return {"top1": top_k_accuracy(scores, labels, 1), "top5": top_k_accuracy(scores, labels, 5)}
 
 
-def sounding_fraction(wav: np.ndarray, num_samples: int | None = None, top_db: float = 40.0,
-                      frame_length: int = 2048, hop_length: int = 512, amin: float = 1e-5) -> float:
-    """Share of the frames of mono ``wav`` (zero-padded or cut to ``num_samples``) whose RMS is
-    within ``top_db`` dB of the loudest frame's; frames centred, zero-padded at the ends (librosa's
-    framing). Digital silence (no frame above ``amin``) gives 0."""
+def sounding_frames(wav: np.ndarray, num_samples: int | None = None, top_db: float = 40.0,
+                    frame_length: int = 2048, hop_length: int = 512, amin: float = 1e-5) -> np.ndarray:
+    """Per frame of mono ``wav`` (zero-padded or cut to ``num_samples``): is its RMS within
+    ``top_db`` dB of the loudest frame's? Frames centred, zero-padded at the ends, frame i at
+    sample i * hop_length (librosa's framing). Digital silence (no frame above ``amin``): all False."""
     wav = np.asarray(wav, dtype=np.float64).reshape(-1)
     if num_samples is not None:
         wav = np.pad(wav[:num_samples], (0, max(0, num_samples - len(wav))))
     if len(wav) == 0:
-        raise ValueError("sounding_fraction needs at least one sample")
+        raise ValueError("sounding_frames needs at least one sample")
     padded = np.pad(wav, frame_length // 2)
     frames = np.lib.stride_tricks.sliding_window_view(padded, frame_length)[::hop_length]
     rms = np.maximum(np.sqrt(np.mean(frames ** 2, axis=1)), amin)
     if rms.max() <= amin:
-        return 0.0
-    return float(np.mean(20.0 * np.log10(rms / rms.max()) > -top_db))
+        return np.zeros(len(rms), dtype=bool)
+    return 20.0 * np.log10(rms / rms.max()) > -top_db
+
+
+def sounding_fraction(wav: np.ndarray, num_samples: int | None = None, top_db: float = 40.0,
+                      frame_length: int = 2048, hop_length: int = 512, amin: float = 1e-5) -> float:
+    """The share of :func:`sounding_frames`; 0 for digital silence."""
+    return float(np.mean(sounding_frames(wav, num_samples, top_db, frame_length, hop_length, amin)))

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, prompt in enumerate(args.prompts):
             t0 = time.perf_counter()
             mel, _ = pipe.generate_mel(prompt, duration_s=args.duration_s, seed=args.seed + i)
-            wav = pipe.decode(mel)[0, 0][: round(args.duration_s * pipe.sample_rate)]
+            wav = pipe.decode(mel, round(args.duration_s * pipe.sample_rate))[0, 0]
             seconds = time.perf_counter() - t0
             rows.append({"prompt": prompt, "seed": args.seed + i, "seconds": round(seconds, 2),
                          **clip_stats(wav.numpy(), pipe.sample_rate)})

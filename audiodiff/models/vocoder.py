@@ -29,8 +29,10 @@ from ..config import Config, check, register_config
 from ..hub import DEFAULT_MODEL_DIR, cache_dir, load_component, register_model, resolve_pretrained, save_component
 
 BUILTIN_VOCODERS = ("hifigan-universal", "griffinlim")
+# A pipeline folder's own (non-packaged) vocoder lives in this subfolder.
+VOCODER_FOLDER = "vocoder"
 # The bundled default model's vocoder (the universal HiFi-GAN fine-tuned on effects, music and speech).
-DEFAULT_VOCODER_DIR = DEFAULT_MODEL_DIR / "vocoder"
+DEFAULT_VOCODER_DIR = DEFAULT_MODEL_DIR / VOCODER_FOLDER
 
 
 class MelConfigMismatchError(ValueError):

@@ -25,7 +25,7 @@ from ..diffusion import EDMDenoiser, NoiseScheduleConfig, get_sampler
 from ..diffusion.guidance import check_interval
 from ..hub import DEFAULT_MODEL_DIR, load_component, resolve_pretrained, save_component
 from ..models.unet_mel import UNetMel
-from ..models.vocoder import BUILTIN_VOCODERS, HiFiGAN, check_mel_match, load_vocoder
+from ..models.vocoder import BUILTIN_VOCODERS, VOCODER_FOLDER, HiFiGAN, check_mel_match, load_vocoder
 from . import variations
 from .base import (
     AudioOutput, Request, check_text_width, encode_request, guided_sample, module_device, module_dtype,
@@ -139,8 +139,8 @@ class TextToAudioPipeline:
         save_component(self.text, folder / "text", dtype=dtype)
         config = self.config
         if isinstance(self.vocoder, HiFiGAN) and config.vocoder not in BUILTIN_VOCODERS:
-            save_component(self.vocoder, folder / "vocoder", dtype=dtype)
-            config = config.replace(vocoder="vocoder")
+            save_component(self.vocoder, folder / VOCODER_FOLDER, dtype=dtype)
+            config = config.replace(vocoder=VOCODER_FOLDER)
         config.save(folder / PIPELINE_CONFIG)
         return folder
 

@@ -69,7 +69,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     result = pipe(args.prompt, negative_prompt=args.negative, duration_s=args.duration_s,
                   num_steps=args.steps, guidance_scale=args.guidance, sampler=args.sampler,
                   seed=args.seed, batch_size=args.n, progress=not args.quiet,
-                  guidance_interval=args.guidance_interval)
+                  guidance_interval=args.guidance_interval, sound_s=args.sound_s)
     write_outputs(result, args.output)
     s = result.settings
     print(f"{len(result)} clip(s) in {time.perf_counter() - start:.1f} s "
@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Generate audio from a text prompt with a text-to-audio model.")
     p.add_argument("prompt", help='what to generate, e.g. "heavy rain falling on a roof"')
     p.add_argument("--duration-s", type=float, default=None, help="seconds of audio (model default: 5)")
+    p.add_argument("--sound-s", type=float, default=None,
+                   help="seconds of sound from the start, then silence (models with a timing input; "
+                        "default: the model decides)")
     add_generation_args(p)
     p.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("SIGMA_LO", "SIGMA_HI"),
                    help="guide only the steps with SIGMA_LO < sigma <= SIGMA_HI, the others cost half "

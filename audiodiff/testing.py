@@ -24,8 +24,9 @@ def tiny_text_conditioner(encoder: str = "hash") -> TextConditioner:
 
 
 def tiny_unet_mel_config(n_mels: int = 80, text_dim: int = TINY_TEXT_DIM, cond_channels: int = 0,
-                         base_channels: int = 16) -> UNetMelConfig:
-    return UNetMelConfig(n_mels=n_mels, cond_channels=cond_channels, base_channels=base_channels,
+                         base_channels: int = 16, timing_channels: int = 0) -> UNetMelConfig:
+    return UNetMelConfig(n_mels=n_mels, cond_channels=cond_channels, timing_channels=timing_channels,
+                         base_channels=base_channels,
                          channel_mults=(1, 2, 2), num_res_blocks=1, self_attention_levels=(2,),
                          cross_attention_levels=(1, 2), num_heads=2, text_dim=text_dim, pooled_dim=text_dim)
 

@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-clip-s", type=float, default=6.0)
     p.add_argument("--melody-share", type=float, default=0.3)
     p.add_argument("--reuse-export", action="store_true", help="keep an existing OUT/export")
+    p.add_argument("--no-archive", action="store_true", help="skip export.tar.xz (training on this machine)")
     args = p.parse_args(argv)
 
     from audiodiff.conditioning.text import TextConditionerConfig
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     captions = FeatureShards(export).captions
     cache = build_text_cache(captions, TextConditionerConfig(encoder="minilm"), out / "text_cache.safetensors")
     print(f"text cache: {len(set(captions))} captions, {cache.stat().st_size / 2**20:.1f} MiB")
+    if args.no_archive:
+        return
     archive = out / "export.tar.xz"
     tmp = out / "export.tar.xz.tmp"
     subprocess.run(f"tar cf - -C {out} export | xz -6 -T0 > {tmp}", shell=True, check=True)

@@ -236,3 +236,11 @@ def test_evaluate_cli_end_to_end(tmp_path, embedder):
     assert "| real (leave-one-out: ceiling) | 6 |" in out.with_suffix(".md").read_text()
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 6  # real clips cached
     assert main(["evaluate", "--categories", "no_such_category", "--data", str(corpus.parent)]) == 2
+    # A model with a timing input can be told the real clips' lengths; one without refuses.
+    timed = tiny_text_to_audio_pipeline(seed=0, timing_channels=1).save_pretrained(tmp_path / "timed")
+    told = args[:1] + ["--model", str(timed)] + args[5:] + ["--sound-lengths", "real"]
+    assert main(told) == 0
+    report = json.loads(out.read_text())
+    assert report["settings"]["sound_lengths"] == "real" and report["generated"]["model"]["clips"] == 2
+    assert "told the lengths of real clips" in out.with_suffix(".md").read_text()
+    assert main(args + ["--sound-lengths", "real"]) == 2

@@ -132,8 +132,13 @@ def test_short_clips_are_padded_and_masked(folder, tmp_path):
     real = int(item["mask"].sum())
     assert 0 < real < spec.crop
     assert torch.all(item["x"][..., real:] == -1.0)  # silence in the normalised mel
+    assert item["sound_frames"] == real  # the timing input's length: the clip, not its padding
     batch = collate([data[0], data[1]])
     assert batch["x"].shape == (2, 1, 16, spec.crop) and batch["token_mask"].dtype == torch.bool
+    assert batch["sound_frames"].tolist() == [real, data[1]["mask"].sum().item()]
+    # A crop inside a longer clip is sound throughout.
+    cropped, short_spec = _dataset(folder, tmp_path, crop_s=0.1)
+    assert [cropped[p]["sound_frames"] for p in range(4)] == [short_spec.crop] * 4
     # mask_padding=false: the same item, with its silence a training target.
     learned, _ = _dataset(folder, tmp_path, crop_s=2.0, mask_padding=False)
     assert torch.equal(learned[0]["x"], item["x"]) and torch.all(learned[0]["mask"] == 1.0)

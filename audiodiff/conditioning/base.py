@@ -22,12 +22,16 @@ class Conditioning:
     frames:      frame-aligned conditions laid out like the network input without its own
                  channels: (B, C, n_mels, N) for the mel UNet, (B, C, T) for the waveform UNet;
                  C must equal the network's ``cond_channels``. None when the network has none.
+    sound_frames: (B,) float, for networks with a timing input (``timing_channels``): how many
+                 frames from the start of the clip hold the sound, silence after them; a
+                 negative value (or None for the whole batch) means "not said".
     """
 
     tokens: torch.Tensor | None = None
     token_mask: torch.Tensor | None = None
     pooled: torch.Tensor | None = None
     frames: torch.Tensor | None = None
+    sound_frames: torch.Tensor | None = None
 
     def _map(self, fn) -> Conditioning:
         return Conditioning(**{
@@ -36,9 +40,10 @@ class Conditioning:
         })
 
     def to(self, device=None, dtype=None) -> Conditioning:
-        """Move to a device; floating tensors also take ``dtype`` (masks stay bool)."""
+        """Move to a device; floating tensors also take ``dtype`` (masks stay bool; frame
+        counts stay float32, since fp16 cannot count frames past 2048 exactly)."""
         def move(name, t):
-            if t.is_floating_point() and dtype is not None:
+            if t.is_floating_point() and dtype is not None and name != "sound_frames":
                 return t.to(device=device, dtype=dtype)
             return t.to(device=device)
         return self._map(move)

@@ -24,7 +24,7 @@ def _evaluate(args: argparse.Namespace) -> None:
                             real_per_category=args.real_per_category, duration_s=args.duration_s,
                             steps=args.steps, guidance=args.guidance, seed=args.seed, device=args.device,
                             cache_dir=args.cache_dir, progress=not args.quiet,
-                            guidance_interval=args.guidance_interval)
+                            guidance_interval=args.guidance_interval, sound_lengths=args.sound_lengths)
     json_path, md_path = write_report(report, args.output)
     print(markdown_report(report))
     print(f"wrote {json_path} and {md_path}")
@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (model default)")
     p.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("SIGMA_LO", "SIGMA_HI"),
                    help="guide only the steps with SIGMA_LO < sigma <= SIGMA_HI (model default)")
+    p.add_argument("--sound-lengths", choices=["real"], default=None,
+                   help="models with a timing input: tell each generated clip the length of a real clip "
+                        "of its category (default: the model decides)")
     p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     p.add_argument("--data", action="append", default=None,
                    help="corpus folder holding */manifest.jsonl, or a manifest (repeatable; default data/corpora)")

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from .embedding import EMBEDDER_VERSION, EmbeddingCache, SoundEmbedder, embed_files
@@ -115,9 +116,12 @@ def untrained_like(pipe=None, seed: int = 0):
 def generate_clips(pipe, categories: Sequence[Category], clips_per_category: int, duration_s: float,
                    steps: int | None, guidance: float | None, seed: int, desc: str,
                    progress: bool = True, guidance_interval: tuple[float, float] | None = None,
+                   sound_lengths: dict[str, list[float]] | None = None,
                    ) -> tuple[list[torch.Tensor], list[str], list[str]]:
     """Clip j of a category uses prompt j mod len(prompts); prompt i's items use seeds
-    seed + 1000 i + 0, 1, ... so a category's clips do not depend on the other categories."""
+    seed + 1000 i + 0, 1, ... so a category's clips do not depend on the other categories.
+    ``sound_lengths``: seconds of sound per category (models with a timing input); clip j gets
+    value j mod their number."""
     from tqdm.auto import tqdm
 
     wavs, labels, prompts = [], [], []
@@ -127,8 +131,12 @@ def generate_clips(pipe, categories: Sequence[Category], clips_per_category: int
             n = len(range(i, clips_per_category, len(cat.prompts)))
             if n == 0:
                 continue
+            sound_s = None
+            if sound_lengths is not None:
+                lengths = sound_lengths[cat.name]
+                sound_s = [lengths[j % len(lengths)] for j in range(i, clips_per_category, len(cat.prompts))]
             out = pipe(prompt, duration_s=duration_s, num_steps=steps, guidance_scale=guidance,
-                       seed=seed + 1000 * i, batch_size=n, guidance_interval=guidance_interval)
+                       seed=seed + 1000 * i, batch_size=n, guidance_interval=guidance_interval, sound_s=sound_s)
             wavs += [w.float().cpu() for w in out.waveforms]
             labels += [cat.name] * n
             prompts += [prompt] * n
@@ -192,10 +200,17 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
                    real_per_category: int = 16, duration_s: float = 4.0, steps: int | None = None,
                    guidance: float | None = None, seed: int = 0, device: str | None = None,
                    cache_dir: str | os.PathLike | None = None, k_neighbours: int = 3,
-                   progress: bool = True, guidance_interval: tuple[float, float] | None = None) -> dict:
-    """Score a model (and/or an untrained baseline) against the real clips; returns the report dict."""
+                   progress: bool = True, guidance_interval: tuple[float, float] | None = None,
+                   sound_lengths: str | None = None) -> dict:
+    """Score a model (and/or an untrained baseline) against the real clips; returns the report dict.
+
+    sound_lengths: None (the model decides how long its sounds last) or "real" (models with a
+    timing input: each generated clip is told the length of a real clip of its category, up to
+    ``duration_s``, as a user who says how long the sound should be)."""
     if clips_per_category < 1 or real_per_category < 2:
         raise ValueError("need --clips-per-category >= 1 and --real-per-category >= 2")
+    if sound_lengths not in (None, "real"):
+        raise ValueError(f"--sound-lengths must be 'real' or unset, got {sound_lengths!r}")
     if baseline not in (None, "untrained"):
         raise ValueError(f"--baseline must be 'untrained', got {baseline!r}")
     start = time.perf_counter()
@@ -219,7 +234,8 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
         "settings": {"model": model, "baseline": baseline, "clips_per_category": clips_per_category,
                      "real_per_category": real_per_category, "duration_s": duration_s, "steps": steps,
                      "guidance": guidance, "guidance_interval": None if guidance_interval is None
-                     else list(guidance_interval), "seed": seed, "device": device or "cpu",
+                     else list(guidance_interval), "sound_lengths": sound_lengths, "seed": seed,
+                     "device": device or "cpu",
                      "k_neighbours": k_neighbours, "data": [str(d) for d in data_dirs]},
         "embedder": EMBEDDER_VERSION, "taxonomy_version": TAXONOMY_VERSION,
         "host": platform.node(), "torch": torch.__version__,
@@ -245,10 +261,16 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
         report["note"] = "no model (the bundled default is not shipped yet): real-data ceiling and floor only"
     if baseline == "untrained":
         targets.append(("untrained", untrained_like(pipe, seed).to(device)))
+    lengths = None
+    if sound_lengths == "real":
+        if pipe is None or not pipe.unet.config.timing_channels:
+            raise ValueError("--sound-lengths real needs a model with a timing input (unet timing_channels = 1)")
+        lengths = {n: [min(float(sf.info(str(r.path)).duration), duration_s) for r in real if r.category == n]
+                   for n in names}
     for name, p in targets:
         t0 = time.perf_counter()
         wavs, labels, prompts = generate_clips(p, categories, clips_per_category, duration_s, steps, guidance,
-                                               seed, f"generating ({name})", progress, guidance_interval)
+                                               seed, f"generating ({name})", progress, guidance_interval, lengths)
         gen_seconds = time.perf_counter() - t0
         emb = embedder.embed(wavs, p.sample_rate)
         scored = _score_generated(emb, labels, real_emb, real_idx, names, k_neighbours)
@@ -278,6 +300,7 @@ def markdown_report(report: dict) -> str:
              f"{s['clips_per_category']} generated clips per category ({s['duration_s']:g} s, steps "
              f"{s['steps'] or 'default'}, guidance {s['guidance'] if s['guidance'] is not None else 'default'}"
              f"{'' if s.get('guidance_interval') is None else ' in sigma ' + str(tuple(s['guidance_interval']))}, "
+             f"{'told the lengths of real clips, ' if s.get('sound_lengths') == 'real' else ''}"
              f"seed {s['seed']}), {real['clips']} real clips {real['by_split']}; embedding {report['embedder']}, "
              f"per-class {s['k_neighbours']}-NN (cosine) classifier over the real clips.", "",
              "| clips | n | top-1 | top-5 | Frechet distance to real | sounding fraction |",

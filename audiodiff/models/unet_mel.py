@@ -36,6 +36,12 @@ class UNetMelConfig(Config):
     # Extra frame-aligned input channels from cond.frames (melody chroma, inpainting mask and
     # masked mel, ...), concatenated to x; 0 = none.
     cond_channels: int = 0
+    # Timing input (0 or 1 channel): a plane that is +1 on the frames before cond.sound_frames,
+    # -1 after them and 0 everywhere when the length is not said. A convolutional network has no
+    # other way to know where in the clip a frame lies, so without it "a 1 s sound, then
+    # silence" can only be guessed from the clip's edges (Stable Audio conditions on seconds
+    # for the same reason, through its cross-attention).
+    timing_channels: int = 0
     # Widths 32, 32, 64, 128, 192 over 5 levels (80 -> 5 mel bins, N -> N/16): ~13.3M parameters
     # and ~21 GFLOP for a 5 s (431-frame) mel. Sampling calls the network twice per step
     # (classifier-free guidance), so CPU speed weighs more than width: the cost is dominated by
@@ -64,6 +70,7 @@ class UNetMelConfig(Config):
         check(self.n_mels > 0, f"{name}.n_mels must be > 0, got {self.n_mels}")
         check(self.in_channels > 0, f"{name}.in_channels must be > 0, got {self.in_channels}")
         check(self.cond_channels >= 0, f"{name}.cond_channels must be >= 0, got {self.cond_channels}")
+        check(self.timing_channels in (0, 1), f"{name}.timing_channels must be 0 or 1, got {self.timing_channels}")
         check(self.max_frames > 0, f"{name}.max_frames must be > 0, got {self.max_frames}")
         check_unet_fields(
             name,
@@ -84,6 +91,22 @@ class UNetMelConfig(Config):
         return 2 ** (len(self.channel_mults) - 1)
 
 
+def timing_plane(sound_frames: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """The timing input for x (B, C, n_mels, N): (B, 1, n_mels, N) of x's dtype, +1 on frames
+    t < sound_frames[b], -1 on the others, 0 for items whose sound_frames is negative (not said).
+    sound_frames: (B,) number of frames (a fraction counts as a frame), or None (none said)."""
+    batch, n_mels, n_frames = x.shape[0], x.shape[2], x.shape[3]
+    if sound_frames is None:
+        return x.new_zeros(batch, 1, n_mels, n_frames)
+    sound_frames = torch.as_tensor(sound_frames, device=x.device)
+    if sound_frames.shape != (batch,):
+        raise ValueError(f"cond.sound_frames must have shape (B,) = ({batch},), got {tuple(sound_frames.shape)}")
+    length = sound_frames.float()[:, None]
+    t = torch.arange(n_frames, device=x.device, dtype=torch.float32)[None]
+    plane = torch.where(t < length, 1.0, -1.0) * (length >= 0)
+    return plane[:, None, None, :].to(x.dtype).expand(batch, 1, n_mels, n_frames)
+
+
 class UNetMel(nn.Module):
     """Denoising UNet over (B, in_channels, n_mels, N) log-mels, for any N >= 1."""
 
@@ -95,7 +118,7 @@ class UNetMel(nn.Module):
         levels = len(config.channel_mults)
         self.backbone = UNetBackbone(
             dims=2,
-            in_channels=config.in_channels + config.cond_channels,
+            in_channels=config.in_channels + config.cond_channels + config.timing_channels,
             out_channels=config.in_channels,
             channels=[config.base_channels * m for m in config.channel_mults],
             factors=[2] * (levels - 1),
@@ -115,8 +138,9 @@ class UNetMel(nn.Module):
         x: (B, in_channels, n_mels, N) float, N >= 1, the preconditioned noisy mel (c_in * x).
         c_noise: (B,) float (EDM: log(sigma) / 4, about [-3, 1.5]) or a scalar for all items.
         cond: tokens (B, L, text_dim) + token_mask (B, L) bool, pooled (B, pooled_dim), frames
-        (B, cond_channels, n_mels, N); a missing tokens / pooled is the null condition, frames
-        are required iff cond_channels > 0. Returns a tensor of x's shape and dtype, unbounded
+        (B, cond_channels, n_mels, N), sound_frames (B,) (networks with timing_channels = 1;
+        None = not said); a missing tokens / pooled is the null condition, frames are required
+        iff cond_channels > 0. Returns a tensor of x's shape and dtype, unbounded
         (about unit scale after training). Works under autocast and with bf16 / fp16 weights.
         """
         cfg = self.config
@@ -129,11 +153,29 @@ class UNetMel(nn.Module):
         pooled = check_pooled(cond.pooled, batch, cfg.pooled_dim)
 
         h = x if frames is None else torch.cat([x, frames.to(x.dtype)], dim=1)
+        if cfg.timing_channels:
+            h = torch.cat([h, timing_plane(cond.sound_frames, x)], dim=1)
+        elif cond.sound_frames is not None:
+            raise ValueError("cond.sound_frames was given but this network has no timing input "
+                             "(timing_channels=0); it was not trained to follow a sound length")
         valid_shape = tuple(h.shape[2:])
         h = pad_to_multiple(h, (cfg.downsampling, cfg.downsampling))
         out = self.backbone(h, c_noise, pooled=pooled, context=tokens, context_mask=token_mask,
                             valid_shape=valid_shape)
         return crop_to(out, valid_shape).to(x.dtype)
+
+    def with_timing_input(self) -> UNetMel:
+        """A copy with a timing input whose weights are zero: it computes exactly what this
+        network computes until it is trained (the start of a timing fine-tune)."""
+        if self.config.timing_channels:
+            raise ValueError("this UNetMel already has a timing input")
+        grown = UNetMel(dataclasses.replace(self.config, timing_channels=1))
+        state = dict(self.state_dict())
+        key = "backbone.input_conv.weight"
+        weight = state[key]
+        state[key] = torch.cat([weight, weight.new_zeros(weight.shape[0], 1, *weight.shape[2:])], dim=1)
+        grown.load_state_dict(state, strict=True)
+        return grown.to(device=weight.device, dtype=weight.dtype)
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Number of parameters (all, or only those with requires_grad)."""

@@ -199,11 +199,15 @@ class Request:
     guidance_scale: float
     sampler: str
     guidance_interval: tuple[float, float] | None = None  # None: guided at every step
+    sound_s: float | list[float] | None = None  # seconds of sound, then silence (timing input)
 
     def settings(self) -> dict[str, Any]:
         interval = None if self.guidance_interval is None else list(self.guidance_interval)
-        return dict(duration_s=self.duration_s, num_steps=self.num_steps, guidance_scale=self.guidance_scale,
-                    guidance_interval=interval, sampler=self.sampler, negative_prompts=self.negatives)
+        out = dict(duration_s=self.duration_s, num_steps=self.num_steps, guidance_scale=self.guidance_scale,
+                   guidance_interval=interval, sampler=self.sampler, negative_prompts=self.negatives)
+        if self.sound_s is not None:
+            out["sound_s"] = self.sound_s
+        return out
 
 
 def resolve_request(config: Any, prompt, negative_prompt, duration_s, num_steps, guidance_scale, sampler,

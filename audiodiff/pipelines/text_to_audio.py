@@ -178,6 +178,25 @@ class TextToAudioPipeline:
         frames = melody_planes(chroma.float(), mel.n_mels, layout, melody_template(mel, layout))
         return frames.to(self.device, module_dtype(self.unet))
 
+    def check_sound_s(self, sound_s: float | Sequence[float], duration_s: float, batch: int) -> list[float]:
+        """``sound_s`` (one value for every item or one per item) as one checked number per item."""
+        if not self.unet.config.timing_channels:
+            raise ValueError("sound_s needs a model trained with a timing input (unet timing_channels = 1); "
+                             "this model has none: leave sound_s unset")
+        values = [sound_s] * batch if isinstance(sound_s, (int, float, str)) else list(sound_s)
+        if len(values) != batch:
+            raise ValueError(f"sound_s has {len(values)} values for {batch} items; give one, or one per item")
+        seconds = []
+        for v in values:
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"sound_s must be a number of seconds, got {v!r}") from None
+            if not 0 < v <= duration_s:
+                raise ValueError(f"sound_s must be in (0, duration_s] = (0, {duration_s:g}] s, got {v:g}")
+            seconds.append(v)
+        return seconds
+
     def generate_mel(
         self,
         prompt: str | Sequence[str],
@@ -195,6 +214,7 @@ class TextToAudioPipeline:
         sigmas: torch.Tensor | None = None,
         sampler_options: dict | None = None,
         guidance_interval: tuple[float, float] | None = None,
+        sound_s: float | Sequence[float] | None = None,
     ) -> tuple[torch.Tensor, Request]:
         """Sample normalised log-mels (B, 1, n_mels, N); the building block of every mode."""
         req = resolve_request(self.config, prompt, negative_prompt, duration_s, num_steps, guidance_scale,
@@ -205,6 +225,12 @@ class TextToAudioPipeline:
         cond, uncond = encode_request(self.text, req, self.unet)
         frames = self.frame_condition(len(req.prompts), n_frames) if frames is None else frames
         cond.frames = uncond.frames = frames
+        if sound_s is not None:
+            seconds = self.check_sound_s(sound_s, req.duration_s, len(req.prompts))
+            req.sound_s = seconds[0] if len(set(seconds)) == 1 else seconds
+            # Both branches: guidance steers towards the prompt, not towards a length.
+            cond.sound_frames = uncond.sound_frames = (
+                torch.tensor(seconds, device=self.device) * (mel.sample_rate / mel.hop_length))
         if sigmas is None:
             sigmas = self.config.schedule.sigmas(req.num_steps)
         x = guided_sample(
@@ -239,6 +265,7 @@ class TextToAudioPipeline:
         progress: bool = False,
         callback: Callable[[dict], None] | None = None,
         guidance_interval: tuple[float, float] | None = None,
+        sound_s: float | Sequence[float] | None = None,
     ) -> AudioOutput:
         """Generate ``batch_size`` clips per prompt; returns waveforms of exactly ``duration_s``.
 
@@ -250,10 +277,13 @@ class TextToAudioPipeline:
         guidance_interval: (sigma_lo, sigma_hi): guide only the steps with sigma_lo < sigma <=
             sigma_hi, the others cost half; None = the model's default (config.guidance_interval),
             (0, inf) = every step.
+        sound_s: seconds of sound from the start of the clip, then silence (a one-shot effect
+            in a longer clip), for every item or one value per item; None = the model decides.
+            Needs a model with a timing input.
         """
         mel, req = self.generate_mel(prompt, negative_prompt, duration_s, num_steps, guidance_scale,
                                      sampler, seed, batch_size, progress, callback,
-                                     guidance_interval=guidance_interval)
+                                     guidance_interval=guidance_interval, sound_s=sound_s)
         wav = self.decode(mel, round(req.duration_s * self.sample_rate))
         return AudioOutput(wav, self.sample_rate, req.seeds, req.prompts, req.settings())
 

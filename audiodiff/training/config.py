@@ -138,6 +138,9 @@ class DiffusionTaskConfig(Config):
     # to zeros ("absent") with probability frame_dropout.
     frame_condition: str = ""
     frame_dropout: float = 0.3
+    # With unet.timing_channels = 1: the probability that an item's sound length is not said
+    # (its timing plane is zeros), so the model also generates when the user gives none.
+    timing_dropout: float = 0.3
     # Audio samples written every `sample_every` steps with the EMA weights.
     sample_prompts: tuple[str, ...] = ("heavy rain on a tin roof", "a dog barking", "a church organ chord")
     sample_duration_s: float = 4.0
@@ -153,6 +156,7 @@ class DiffusionTaskConfig(Config):
               f"task.unet.pooled_dim ({self.unet.pooled_dim}) must equal task.text.dim ({self.text.dim})")
         check(0 <= self.cfg_dropout <= 1, f"task.cfg_dropout must be in [0, 1], got {self.cfg_dropout}")
         check(0 <= self.frame_dropout <= 1, f"task.frame_dropout must be in [0, 1], got {self.frame_dropout}")
+        check(0 <= self.timing_dropout <= 1, f"task.timing_dropout must be in [0, 1], got {self.timing_dropout}")
         check(self.frame_condition in FRAME_CONDITIONS,
               f"task.frame_condition must be one of {FRAME_CONDITIONS}, got {self.frame_condition!r}")
         needed = 12 if self.frame_condition == "chroma" else 0

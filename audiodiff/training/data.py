@@ -312,7 +312,9 @@ class ClipDataset(Dataset):
     mask: (crop,) float32, 1 on real frames / samples, 0 on padding (all ones when
         ``mask_padding`` is False: the padding's silence is then a training target);
     caption: str (a random variant); tokens (L, D) and pooled (D,) text embeddings;
-    frames: (12, crop) chroma when the spec asks for it; position: int.
+    frames: (12, crop) chroma when the spec asks for it; position: int;
+    sound_frames: float, how many frames (samples for waveforms) of the crop hold the clip before
+        its padding (the timing input's target length: the crop when the clip fills it).
 
     ``train=True`` permutes the clips afresh every epoch and crops at random; ``train=False``
     (validation) maps position i to clip i with a fixed crop.
@@ -357,7 +359,8 @@ class ClipDataset(Dataset):
         if self.mask_padding:
             mask[min(crop, length):] = 0.0
         x = _crop(full, start, crop, 0.0 if key == "wave" else SILENCE).float()  # (1, T) or (n_mels, N)
-        item = {"x": x if key == "wave" else x[None], "mask": mask, "position": position}
+        item = {"x": x if key == "wave" else x[None], "mask": mask, "position": position,
+                "sound_frames": float(min(crop, length - start))}
         caption = entry.captions[int(torch.randint(0, len(entry.captions), (1,), generator=g))]
         item["caption"] = caption
         if self.embed is not None:
@@ -382,6 +385,7 @@ def collate(items: list[dict]) -> dict:
         "x": torch.stack([it["x"] for it in items]),
         "mask": torch.stack([it["mask"] for it in items]),
         "positions": torch.tensor([it["position"] for it in items], dtype=torch.int64),
+        "sound_frames": torch.tensor([it["sound_frames"] for it in items], dtype=torch.float32),
         "captions": [it["caption"] for it in items],
     }
     if "tokens" in items[0]:

@@ -68,13 +68,15 @@ class DiffusionObjective(nn.Module):
     batch: x (B, C, ...) clean features, mask (B, N) over the last axis, tokens / token_mask /
     pooled text embeddings, optional frames (B, 12, N), noise_seeds (list of B ints).
     In training mode each item's text is replaced by the learned null condition with probability
-    ``cfg_dropout`` and its frames by zeros with probability ``frame_dropout``. For a UNetMel the
+    ``cfg_dropout``, its frames by zeros with probability ``frame_dropout`` and, for a network
+    with a timing input, its sound length (batch["sound_frames"]) by "not said" with probability
+    ``timing_dropout``. For a UNetMel the
     frames are laid over the mel axis as ``melody_layout`` says (``MELODY_LAYOUTS``).
     """
 
     def __init__(self, net: nn.Module, text: TextConditioner, loss: EDMLoss,
                  cfg_dropout: float, frame_dropout: float = 0.0, melody_layout: str = "broadcast",
-                 mel: MelConfig | None = None):
+                 mel: MelConfig | None = None, timing_dropout: float = 0.0):
         super().__init__()
         self.melody_layout = melody_layout
         # A buffer, so it moves with the module: no host-to-device copy per training step.
@@ -85,6 +87,7 @@ class DiffusionObjective(nn.Module):
         self.loss = loss
         self.cfg_dropout = cfg_dropout
         self.frame_dropout = frame_dropout
+        self.timing_dropout = timing_dropout
 
     def forward(self, batch: dict, sigma: torch.Tensor | None = None) -> torch.Tensor:
         x0 = batch["x"]
@@ -115,6 +118,12 @@ class DiffusionObjective(nn.Module):
             if x0.ndim == 4:  # (B, 12, N) -> (B, 12, n_mels, N), the UNetMel layout
                 frames = melody_planes(frames, x0.shape[2], self.melody_layout, self.melody_template)
             cond.frames = frames
+        if getattr(self.net.config, "timing_channels", 0):
+            sound_frames = batch["sound_frames"].float()
+            if self.training and self.timing_dropout > 0:
+                said = torch.cat([torch.rand(1, generator=g) >= self.timing_dropout for g in generators])
+                sound_frames = torch.where(said.to(sound_frames.device), sound_frames, -1.0)
+            cond.sound_frames = sound_frames
         mask = batch["mask"].reshape(x0.shape[0], *([1] * (x0.ndim - 2)), -1)
         return edm_loss_per_item(self.denoiser, x0, sigma, noise, cond, mask, self.loss.sigma_data)
 
@@ -202,14 +211,14 @@ class _TextDiffusionTask(Task):
     """Shared by the mel and waveform diffusion tasks."""
 
     def _build(self, net: nn.Module, frame_dropout: float = 0.0, melody_layout: str = "broadcast",
-               mel: MelConfig | None = None) -> None:
+               mel: MelConfig | None = None, timing_dropout: float = 0.0) -> None:
         c = self.config
         self.text = TextConditioner(c.text)
         self.net = net
         self.modules = {"unet": self.net, "text": self.text}
         self.loss = EDMLoss.from_config(c.pipeline.schedule)
         self.objective = DiffusionObjective(self.net, self.text, self.loss, c.cfg_dropout, frame_dropout,
-                                            melody_layout, mel)
+                                            melody_layout, mel, timing_dropout)
         if c.cfg_dropout == 0:  # the null condition is never used: keep it out of DDP and the optimizer
             self.text.requires_grad_(False)
 
@@ -279,7 +288,8 @@ class DiffusionTask(_TextDiffusionTask):
 
     def __init__(self, config: DiffusionTaskConfig):
         self.config = config
-        self._build(UNetMel(config.unet), config.frame_dropout, config.pipeline.melody_layout, config.pipeline.mel)
+        self._build(UNetMel(config.unet), config.frame_dropout, config.pipeline.melody_layout, config.pipeline.mel,
+                    config.timing_dropout)
         self._vocoder: nn.Module | None = None
 
     def feature_spec(self, data: DataConfig) -> FeatureSpec:

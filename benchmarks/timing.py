@@ -1,0 +1,108 @@
+"""Does a model stop its sound when told to? The timing input (``sound_s``) measured on the audio.
+
+Each prompt is generated with its sound length not said, then told each of ``--lengths``; the
+end of the sound is read off the waveform (where the last ~93 ms frame within 40 dB of the
+clip's loudest ends, as in benchmarks/prompts.py). A model without a timing input gets the
+"not said" row only, for reference.
+
+    python benchmarks/timing.py --model v04=audiodiff/assets/default --model v05=runs/timing_cpu/model
+
+Writes ``timing.json`` / ``timing.md`` under ``--out`` (default benchmarks/results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import torch
+
+try:  # run as `python -m benchmarks.timing` or as `python benchmarks/timing.py`
+    from benchmarks._common import DEFAULT_OUT, machine_info, machine_line, markdown_table, write_results
+    from benchmarks.prompts import PROMPTS, clip_stats
+except ImportError:
+    from _common import DEFAULT_OUT, machine_info, machine_line, markdown_table, write_results  # type: ignore
+    from prompts import PROMPTS, clip_stats  # type: ignore
+
+# The sound-effect prompts of benchmarks/prompts.py (the last two are music, which fills a clip).
+EFFECT_PROMPTS = PROMPTS[:8]
+
+
+def summarize(rows: list[dict]) -> dict[str, float]:
+    ends = np.array([r["end_s"] for r in rows])
+    out = {"clips": len(rows), "median_end_s": float(np.median(ends)),
+           "sounding": float(np.mean([r["sounding"] for r in rows]))}
+    if rows[0]["sound_s"] is not None:
+        err = np.abs(ends - rows[0]["sound_s"])
+        out.update(mean_abs_error_s=float(err.mean()), within_0_25_s=float(np.mean(err <= 0.25)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
+                   help="a model to run (repeatable); default: the bundled model")
+    p.add_argument("--prompts", nargs="+", default=list(EFFECT_PROMPTS))
+    p.add_argument("--lengths", type=float, nargs="+", default=[0.5, 1.0, 2.0, 3.0],
+                   help="sound lengths to ask for, in seconds (default 0.5 1 2 3)")
+    p.add_argument("--seed", type=int, default=100, help="prompt i uses seed + i (default 100)")
+    p.add_argument("--duration-s", type=float, default=4.0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--out", default=str(DEFAULT_OUT))
+    p.add_argument("--name", default="timing", help="results file name (default timing)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if any(not 0 < length <= args.duration_s for length in args.lengths):
+        p.error(f"--lengths must lie in (0, --duration-s = {args.duration_s:g}]")
+    models = []
+    for spec in args.model or ["bundled="]:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name:
+            p.error(f"--model must be NAME=DIR, got {spec!r}")
+        models.append((name, folder or None))
+
+    from audiodiff.pipelines import TextToAudioPipeline
+
+    start = time.perf_counter()
+    results: dict[str, dict] = {}
+    for name, folder in models:
+        pipe = TextToAudioPipeline.from_pretrained(folder)
+        lengths = [None] + (list(args.lengths) if pipe.unet.config.timing_channels else [])
+        per_length = {}
+        for length in lengths:
+            rows = []
+            for i, prompt in enumerate(args.prompts):
+                out = pipe(prompt, duration_s=args.duration_s, seed=args.seed + i, sound_s=length)
+                rows.append({"prompt": prompt, "seed": args.seed + i, "sound_s": length,
+                             **clip_stats(out.waveforms[0, 0].numpy(), pipe.sample_rate)})
+            per_length["not said" if length is None else f"{length:g}"] = {"summary": summarize(rows), "clips": rows}
+            s = per_length[list(per_length)[-1]]["summary"]
+            print(f"[{name}] sound_s {length}: " + ", ".join(f"{k} {v:.2f}" for k, v in s.items()), file=sys.stderr)
+        results[name] = per_length
+
+    info = machine_info("cpu")
+    headers = ["model", "sound_s asked", "median end (s)", "mean |end - asked| (s)", "within 0.25 s", "sounding"]
+    table = []
+    for name, per_length in results.items():
+        for key, r in per_length.items():
+            s = r["summary"]
+            table.append([name, key, f"{s['median_end_s']:.2f}",
+                          f"{s['mean_abs_error_s']:.2f}" if "mean_abs_error_s" in s else "",
+                          f"{s['within_0_25_s']:.2f}" if "within_0_25_s" in s else "", f"{s['sounding']:.2f}"])
+    md = (f"# Timing input: {len(args.prompts)} prompts, {args.duration_s:g} s clips, default settings, seeds "
+          f"{args.seed}-{args.seed + len(args.prompts) - 1} ({time.perf_counter() - start:.0f} s)\n\n"
+          f"{machine_line(info)}\n\nModels: " + ", ".join(f"{n} = `{f or 'bundled'}`" for n, f in models)
+          + "\n\n" + markdown_table(headers, table) + "\n\nEnd: when the last ~93 ms frame within 40 dB of "
+          "the clip's loudest ends; sounding: share of such frames.\n")
+    paths = write_results(args.name, {"machine": info, "models": dict(models), "duration_s": args.duration_s,
+                                      "lengths": args.lengths, "results": results}, md, args.out)
+    print(md)
+    print("wrote", *paths, file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

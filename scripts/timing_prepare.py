@@ -1,0 +1,53 @@
+#!/usr/bin/env python
+"""Prepare the timing fine-tune of the bundled default model, on this machine:
+    python scripts/timing_prepare.py [--source DIR] [--out runs/timing_init]
+writes an init folder: the bundled pipeline with a timing input added to its UNet
+(``timing_channels = 1``, the plane that says where the sound stops) whose first-convolution
+weights are zero, so the fine-tune starts from exactly the bundled model. Then, with the GPU
+run's export and text cache (``python scripts/gpu_prepare.py --no-archive``), train on the CPU
+or a GPU:
+    python scripts/gpu_train.py --config configs/timing_finetune.toml \\
+        --export gpu_carry/export --out runs/timing_cpu --device cpu --max-minutes 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def make_init(source: str | None, out: Path) -> Path:
+    """The pipeline ``source`` (None: the bundled one) with a zero-weight timing input, written to
+    ``out`` (through a temporary folder, then renamed)."""
+    import torch
+
+    from audiodiff.pipelines import TextToAudioPipeline
+
+    pipe = TextToAudioPipeline.from_pretrained(source)
+    pipe.unet = pipe.unet.with_timing_input()
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.save_pretrained(tmp, dtype=torch.float16)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--source", default=None, help="pipeline folder to start from (default: the bundled model)")
+    p.add_argument("--out", default=str(ROOT / "runs" / "timing_init"))
+    args = p.parse_args(argv)
+    init = make_init(args.source, Path(args.out))
+    print(f"init folder: {init} (timing input added, its weights zero)")
+
+
+if __name__ == "__main__":
+    main()

@@ -173,6 +173,20 @@ def test_melody_tab_explains_itself_without_a_melody_model():
     assert any("Melody generation is not available" in str(t) for t in texts)
 
 
+def test_sound_length_control_only_for_models_with_a_timing_input(runner, tmp_path):
+    timed = tiny_text_to_audio_pipeline(timing_channels=1)
+    sliders = lambda demo: [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "sound-length"]  # noqa: E731
+    assert len(sliders(build_demo(timed))) == 1 and not sliders(build_demo(tiny_text_to_audio_pipeline()))
+    timed_runner = DemoRunner(timed, DemoLimits(), tmp_path)
+    out = split(timed_runner.text_to_audio("a beep", "", 1.0, *SAMPLING, 3, 1, 0.4), 4)
+    assert out[2]["arguments"]["sound_s"] == 0.4 and "sound_s=0.4" in out[3]
+    assert "sound_s" not in split(timed_runner.text_to_audio("a beep", "", 1.0, *SAMPLING, 3, 1, 0), 4)[2]["arguments"]
+    with pytest.raises(gr.Error, match="Sound length"):
+        timed_runner.text_to_audio("a beep", "", 1.0, *SAMPLING, 3, 1, 2.0)  # longer than the clip
+    with pytest.raises(gr.Error, match="Sound length"):
+        runner.text_to_audio("a beep", "", 1.0, *SAMPLING, 3, 1, 0.5)  # the model has no timing input
+
+
 def split(outputs: list, max_batch: int):
     return outputs[:max_batch], *outputs[max_batch:]
 

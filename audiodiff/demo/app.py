@@ -98,13 +98,20 @@ def build_demo(pipeline: Any, limits: DemoLimits | None = None) -> gr.Blocks:
                         negative = gr.Textbox(label="Negative prompt", placeholder="what to avoid, e.g. music")
                         duration = gr.Slider(runner.min_duration_s, runner.max_duration_s, step=0.1,
                                              value=runner.default_duration_s, label="Duration (s)")
+                        timing = []
+                        if runner.has_timing:
+                            timing = [gr.Slider(0.0, runner.max_duration_s, step=0.1, value=0.0,
+                                                label="Sound length (s)", elem_id="sound-length",
+                                                info="the sound, then silence; 0 lets the model decide")]
                         controls = _sampling_controls(runner, open=True)
                         button = gr.Button("Generate", variant="primary", elem_id="generate")
                     with gr.Column():
                         outputs = _result_panel(runner, "text")
-                inputs = [prompt, negative, duration, *controls]
+                # The sound length goes last, so /generate keeps its arguments for every model.
+                inputs = [prompt, negative, duration, *controls, *timing]
                 gr.Examples([[p, n, min(d, runner.max_duration_s), steps, runner.default_guidance,
-                              runner.default_sampler, i, 1] for i, (p, n, d) in enumerate(TEXT_EXAMPLES)],
+                              runner.default_sampler, i, 1] + [0.0] * len(timing)
+                             for i, (p, n, d) in enumerate(TEXT_EXAMPLES)],
                             inputs=inputs, cache_examples=False)
                 _bind(button, runner.text_to_audio, inputs, outputs, "generate", limits)
 

@@ -56,6 +56,11 @@ def supports_melody(pipeline: Any) -> bool:
     return getattr(pipeline.unet.config, "cond_channels", 0) == MELODY_CHANNELS
 
 
+def supports_timing(pipeline: Any) -> bool:
+    """A sound-length control needs a UNet trained with a timing input."""
+    return getattr(pipeline.unet.config, "timing_channels", 0) > 0
+
+
 def _number(name: str, value: Any, low: float, high: float, integer: bool = False) -> float | int:
     """A finite number within [low, high], or a gr.Error that says what is accepted."""
     try:
@@ -94,15 +99,19 @@ class DemoRunner:
         self.default_sampler = config.default_sampler
         self.samplers = sorted(SAMPLERS)
         self.has_melody = supports_melody(pipeline)
+        self.has_timing = supports_timing(pipeline)
 
     # ------------------------------------------------------------------ the five modes
     def text_to_audio(self, prompt, negative_prompt, duration_s, steps, guidance, sampler, seed, batch,
-                      progress=gr.Progress()):
+                      sound_s=0.0, progress=gr.Progress()):
+        """sound_s: seconds of sound, then silence (models with a timing input); 0 = the model decides."""
         if _optional_text(prompt) is None:
             raise gr.Error("The prompt is empty: describe the sound you want, e.g. 'rain on a tin roof'.")
         duration_s = _number("Duration (s)", duration_s, self.min_duration_s, self.max_duration_s)
+        sound_s = _number("Sound length (s)", sound_s, 0.0, duration_s if self.has_timing else 0.0)
         call = dict(prompt=prompt.strip(), negative_prompt=_optional_text(negative_prompt),
-                    duration_s=duration_s, **self._sampling(steps, guidance, sampler, seed, batch))
+                    duration_s=duration_s, sound_s=sound_s or None,
+                    **self._sampling(steps, guidance, sampler, seed, batch))
         out = self._run(self.pipeline, (), call, progress)
         return self._package("pipe", out, call, None)
 

@@ -1,10 +1,13 @@
-"""Tiny components built in code, for fast tests and examples (no download, no training).
+"""Tiny components built in code, for fast tests and examples (no download), and the small
+training loop of the learning tests.
 
 Like diffusers' ``get_dummy_components``: every factory is deterministic for a seed and small
 enough that a forward pass takes milliseconds on a CPU.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -58,3 +61,33 @@ def tiny_waveform_pipeline(seed: int = 0, sample_rate: int = 8000) -> WaveformPi
     text = tiny_text_conditioner("hash")
     unet = UNetWave(tiny_unet_wave_config(text_dim=text.config.dim))
     return WaveformPipeline(unet, text, WaveformConfig(sample_rate=sample_rate, default_steps=4))
+
+
+def train_with_ema(pipe, loss_fn: Callable, draw: Callable, steps: int, lr: float = 2e-3,
+                   seed: int = 0) -> list[float]:
+    """Adam on a pipeline's UNet and text conditioner for ``steps`` steps, with an EMA of the
+    weights (decay min(0.98, (1 + step) / (10 + step))) loaded into the pipeline at the end;
+    the UNet is left in eval mode. ``draw(generator) -> (x0, cond)`` makes one batch;
+    ``loss_fn(denoiser, x0, cond, generator=)`` is an EDM loss. Returns the losses."""
+    params = list(pipe.unet.parameters()) + list(pipe.text.parameters())
+    ema = [p.detach().clone() for p in params]
+    opt = torch.optim.Adam(params, lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    losses = []
+    pipe.unet.train()
+    for step in range(steps):
+        x0, cond = draw(g)
+        loss = loss_fn(pipe.denoiser, x0, cond, generator=g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        decay = min(0.98, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in zip(ema, params):
+                e.lerp_(p, 1 - decay)
+        losses.append(loss.item())
+    with torch.no_grad():
+        for e, p in zip(ema, params):
+            p.copy_(e)
+    pipe.unet.eval()
+    return losses

@@ -21,6 +21,18 @@ import torch
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
+def named_models(parser, specs: Sequence[str]) -> list[tuple[str, str | None]]:
+    """``--model NAME=DIR`` values as (name, folder); none given: the bundled model
+    (folder None). Errors through ``parser``, naming the accepted form."""
+    models = []
+    for spec in specs or ["bundled="]:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name:
+            parser.error(f"--model must be NAME=DIR, got {spec!r}")
+        models.append((name, folder or None))
+    return models
+
+
 def cpu_model() -> str:
     """The CPU's marketing name, from /proc/cpuinfo on Linux, else platform.processor()."""
     try:

@@ -23,9 +23,13 @@ import numpy as np
 import torch
 
 try:  # run as `python -m benchmarks.prompts` or as `python benchmarks/prompts.py`
-    from benchmarks._common import DEFAULT_OUT, machine_info, machine_line, markdown_table, write_results
+    from benchmarks._common import (
+        DEFAULT_OUT, machine_info, machine_line, markdown_table, named_models, write_results,
+    )
 except ImportError:
-    from _common import DEFAULT_OUT, machine_info, machine_line, markdown_table, write_results  # type: ignore
+    from _common import (  # type: ignore
+        DEFAULT_OUT, machine_info, machine_line, markdown_table, named_models, write_results,
+    )
 
 PROMPTS = (
     "heavy rain falling on a roof",
@@ -82,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompts", nargs="+", default=list(PROMPTS))
     p.add_argument("--seed", type=int, default=100, help="prompt i uses seed + i (default 100)")
     p.add_argument("--duration-s", type=float, default=5.0)
+    p.add_argument("--sound-s", type=float, default=None,
+                   help="tell models with a timing input this sound length (others: not said)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--audio-dir", default="", help="write WAVs and a spectrogram PNG per model here")
     p.add_argument("--out", default=str(DEFAULT_OUT))
@@ -89,12 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    models = []
-    for spec in args.model or ["bundled="]:
-        name, sep, folder = spec.partition("=")
-        if not sep or not name:
-            p.error(f"--model must be NAME=DIR, got {spec!r}")
-        models.append((name, folder or None))
+    models = named_models(p, args.model)
 
     from audiodiff.audio import save_audio
     from audiodiff.pipelines import TextToAudioPipeline
@@ -103,13 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict]] = {}
     for name, folder in models:
         pipe = TextToAudioPipeline.from_pretrained(folder)
+        sound_s = args.sound_s if pipe.unet.config.timing_channels else None
         rows, mels = [], []
         for i, prompt in enumerate(args.prompts):
             t0 = time.perf_counter()
-            mel, _ = pipe.generate_mel(prompt, duration_s=args.duration_s, seed=args.seed + i)
+            mel, _ = pipe.generate_mel(prompt, duration_s=args.duration_s, seed=args.seed + i, sound_s=sound_s)
             wav = pipe.decode(mel, round(args.duration_s * pipe.sample_rate))[0, 0]
             seconds = time.perf_counter() - t0
-            rows.append({"prompt": prompt, "seed": args.seed + i, "seconds": round(seconds, 2),
+            rows.append({"prompt": prompt, "seed": args.seed + i, "sound_s": sound_s, "seconds": round(seconds, 2),
                          **clip_stats(wav.numpy(), pipe.sample_rate)})
             mels.append(mel[0, 0].float().numpy())
             if audio_dir is not None:
@@ -125,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     table = [[prompt] + [f"{r[i]['sounding']:.2f} / {r[i]['end_s']:.1f} / {r[i]['onsets_per_s']:.1f} / "
                          f"{r[i]['flatness']:.3f}" for r in results.values()]
              for i, prompt in enumerate(args.prompts)]
-    md = (f"# Ten prompts ({args.duration_s:g} s, default settings, seeds {args.seed}-{args.seed + len(args.prompts) - 1})"
+    told = "" if args.sound_s is None else f", sound length {args.sound_s:g} s told to models with a timing input"
+    md = (f"# Ten prompts ({args.duration_s:g} s, default settings{told}, seeds {args.seed}-{args.seed + len(args.prompts) - 1})"
           f"\n\n{machine_line(info)}\n\nModels: " + ", ".join(f"{n} = `{f or 'bundled'}`" for n, f in models)
           + "\n\n" + markdown_table(headers, table) + "\n\nSounding: share of frames within 40 dB of the "
           "clip's loudest; end: when the last such frame ends; onsets: librosa's onset detector; flatness: "

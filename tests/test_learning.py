@@ -16,7 +16,7 @@ import torch
 from audiodiff.audio import MelConfig, MelSpectrogram, normalize_mel
 from audiodiff.data.synth import SOUND_CLASSES, synth_clip
 from audiodiff.diffusion import EDMLoss, NoiseScheduleConfig
-from audiodiff.testing import tiny_text_to_audio_pipeline, tiny_waveform_pipeline
+from audiodiff.testing import tiny_text_to_audio_pipeline, tiny_waveform_pipeline, train_with_ema
 
 LABELS = ("hum", "beep", "noise")
 # Tiny models get few steps: train more often at the high noise levels where a sample's class
@@ -39,30 +39,12 @@ def _classify(feats: np.ndarray, refs: dict) -> str:
 
 def _train(pipe, make_batch, captions, steps, lr=2e-3, batch=16):
     """Adam + EMA (the EMA weights are loaded into the pipeline at the end)."""
-    params = list(pipe.unet.parameters()) + list(pipe.text.parameters())
-    ema = [p.detach().clone() for p in params]
-    opt = torch.optim.Adam(params, lr=lr)
-    loss_fn = EDMLoss.from_config(SCHEDULE)
-    g = torch.Generator().manual_seed(0)
-    losses = []
-    pipe.unet.train()
-    for step in range(steps):
+    def draw(g):
         idx = torch.randint(len(captions), (batch,), generator=g)
         prompts = [captions[i][int(torch.randint(len(captions[i]), (1,), generator=g))] for i in idx]
-        cond = pipe.text.drop(pipe.text(prompts), 0.1, g)
-        loss = loss_fn(pipe.denoiser, make_batch(idx), cond, generator=g)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        decay = min(0.98, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for e, p in zip(ema, params):
-                e.lerp_(p, 1 - decay)
-        losses.append(loss.item())
-    with torch.no_grad():
-        for e, p in zip(ema, params):
-            p.copy_(e)
-    pipe.unet.eval()
+        return make_batch(idx), pipe.text.drop(pipe.text(prompts), 0.1, g)
+
+    losses = train_with_ema(pipe, EDMLoss.from_config(SCHEDULE), draw, steps, lr)
     pipe.config = pipe.config.replace(schedule=SCHEDULE)
     return losses
 

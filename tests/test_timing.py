@@ -8,7 +8,7 @@ from audiodiff.audio import MelConfig, MelSpectrogram, normalize_mel
 from audiodiff.conditioning.base import Conditioning
 from audiodiff.diffusion import EDMLoss, NoiseScheduleConfig
 from audiodiff.models.unet_mel import UNetMel, timing_plane
-from audiodiff.testing import tiny_text_to_audio_pipeline, tiny_unet_mel_config
+from audiodiff.testing import tiny_text_to_audio_pipeline, tiny_unet_mel_config, train_with_ema
 from audiodiff.training.config import DiffusionTaskConfig
 from audiodiff.training.tasks import DiffusionTask
 
@@ -107,32 +107,16 @@ def test_unet_mel_learns_to_stop_the_sound_where_it_is_told():
     wavs = 0.1 * torch.randn(32, n * hop, generator=torch.Generator().manual_seed(1))  # steady noise
     loud = normalize_mel(mel_fn(wavs), mel_config)[:, None, :, :n]
     pipe = tiny_text_to_audio_pipeline(seed=0, n_mels=16, timing_channels=1)
-    loss_fn = EDMLoss.from_config(SCHEDULE)
-    params = list(pipe.unet.parameters())
-    opt = torch.optim.Adam(params, lr=2e-3)
-    ema = [p.detach().clone() for p in params]
-    g = torch.Generator().manual_seed(0)
     frames = torch.arange(n)
-    pipe.unet.train()
-    losses = []
-    for step in range(150):
+
+    def draw(g):
         idx = torch.randint(len(wavs), (16,), generator=g)
         length = torch.randint(n // 8, n - n // 8, (16,), generator=g)
-        x = torch.where(frames < length[:, None, None, None], loud[idx], -1.0)
         cond = pipe.text(["static noise"] * 16)
         cond.sound_frames = length.float()
-        loss = loss_fn(pipe.denoiser, x, cond, generator=g)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            for e, p in zip(ema, params):
-                e.lerp_(p, 1 - min(0.95, (1 + step) / (10 + step)))
-        losses.append(loss.item())
-    with torch.no_grad():
-        for e, p in zip(ema, params):
-            p.copy_(e)
-    pipe.unet.eval()
+        return torch.where(frames < length[:, None, None, None], loud[idx], -1.0), cond
+
+    losses = train_with_ema(pipe, EDMLoss.from_config(SCHEDULE), draw, steps=150)
     pipe.config = pipe.config.replace(schedule=SCHEDULE)
     assert np.mean(losses[-25:]) < 0.6 * np.mean(losses[:25])
 

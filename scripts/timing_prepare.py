@@ -7,7 +7,7 @@ weights are zero, so the fine-tune starts from exactly the bundled model. Then, 
 run's export and text cache (``python scripts/gpu_prepare.py --no-archive``), train on the CPU
 or a GPU:
     python scripts/gpu_train.py --config configs/timing_finetune.toml \\
-        --export gpu_carry/export --out runs/timing_cpu --device cpu --max-minutes 60
+        --export gpu_carry/export --out runs/timing_cpu --device cpu --max-minutes 80
 """
 
 from __future__ import annotations

@@ -82,10 +82,10 @@ def main(argv: list[str] | None = None) -> int:
                 out = pipe(prompt, duration_s=args.duration_s, seed=args.seed + i, sound_s=length)
                 rows.append({"prompt": prompt, "seed": args.seed + i, "sound_s": length,
                              **clip_stats(out.waveforms[0, 0].numpy(), pipe.sample_rate)})
+            key = "not said" if length is None else f"{length:g}"
             untold = per_length["not said"]["clips"] if length is not None else None
-            per_length["not said" if length is None else f"{length:g}"] = {"summary": summarize(rows, untold),
-                                                                           "clips": rows}
-            s = per_length[list(per_length)[-1]]["summary"]
+            per_length[key] = {"summary": summarize(rows, untold), "clips": rows}
+            s = per_length[key]["summary"]
             print(f"[{name}] sound_s {length}: " + ", ".join(f"{k} {v:.2f}" for k, v in s.items()), file=sys.stderr)
         results[name] = per_length
 

@@ -222,6 +222,15 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
     if empty:
         raise ValueError(f"categories with fewer than 2 real clips: {', '.join(empty)}")
 
+    pipe = None
+    if model is not None or _bundled_model_present():
+        from ..pipelines import TextToAudioPipeline
+
+        pipe = TextToAudioPipeline.from_pretrained(model, device=device)
+    if sound_lengths == "real" and (pipe is None or not pipe.unet.config.timing_channels):
+        # Before the (minutes-long) embedding of the real clips.
+        raise ValueError("--sound-lengths real needs a model with a timing input (unet timing_channels = 1)")
+
     embedder = SoundEmbedder(device=device or "cpu")
     cache = EmbeddingCache(cache_dir)
     real_emb = embed_files(embedder, [r.path for r in real], duration_s, cache, progress)
@@ -250,21 +259,13 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
         "generated": {},
     }
 
-    pipe = None
-    targets = []
-    if model is not None or _bundled_model_present():
-        from ..pipelines import TextToAudioPipeline
-
-        pipe = TextToAudioPipeline.from_pretrained(model, device=device)
-        targets.append(("model", pipe))
-    elif baseline is None:
+    targets = [("model", pipe)] if pipe is not None else []
+    if pipe is None and baseline is None:
         report["note"] = "no model (the bundled default is not shipped yet): real-data ceiling and floor only"
     if baseline == "untrained":
         targets.append(("untrained", untrained_like(pipe, seed).to(device)))
     lengths = None
     if sound_lengths == "real":
-        if pipe is None or not pipe.unet.config.timing_channels:
-            raise ValueError("--sound-lengths real needs a model with a timing input (unet timing_channels = 1)")
         lengths = {n: [min(float(sf.info(str(r.path)).duration), duration_s) for r in real if r.category == n]
                    for n in names}
     for name, p in targets:

@@ -62,6 +62,13 @@ def edm_loss_per_item(denoiser: nn.Module, x0: torch.Tensor, sigma: torch.Tensor
     return loss_weight(sigma.float(), sigma_data) * per_item
 
 
+def _keep_draws(generators: list[torch.Generator], drop_prob: float) -> torch.Tensor:
+    """(B,) bool on the CPU: item i is kept unless its own generator's draw falls below
+    ``drop_prob`` (reproducible per item; the caller applies it in one batched op, since a
+    per-item loop costs ~10 launches per item on a GPU)."""
+    return torch.cat([torch.rand(1, generator=g) >= drop_prob for g in generators])
+
+
 class DiffusionObjective(nn.Module):
     """forward(batch, sigma=None) -> (B,) EDM losses of a text-conditioned denoising network.
 
@@ -107,13 +114,10 @@ class DiffusionObjective(nn.Module):
         frames = batch.get("frames")
         cond = cond.for_network(self.net.config)
         if self.training and self.cfg_dropout > 0 and cond.pooled is not None:
-            # CFG dropout: each item's draw from its own generator (reproducible per item),
-            # applied in one batched op (a per-item loop costs ~10 launches per item on a GPU).
-            keep = torch.cat([torch.rand(1, generator=g) >= self.cfg_dropout for g in generators])
-            cond = self.text.keep_items(cond, keep)
+            cond = self.text.keep_items(cond, _keep_draws(generators, self.cfg_dropout))
         if frames is not None:
             if self.training and self.frame_dropout > 0:
-                keep = torch.cat([torch.rand(1, generator=g) >= self.frame_dropout for g in generators])
+                keep = _keep_draws(generators, self.frame_dropout)
                 frames = frames * keep.to(frames.device, frames.dtype)[:, None, None]
             if x0.ndim == 4:  # (B, 12, N) -> (B, 12, n_mels, N), the UNetMel layout
                 frames = melody_planes(frames, x0.shape[2], self.melody_layout, self.melody_template)
@@ -121,7 +125,7 @@ class DiffusionObjective(nn.Module):
         if getattr(self.net.config, "timing_channels", 0):
             sound_frames = batch["sound_frames"].float()
             if self.training and self.timing_dropout > 0:
-                said = torch.cat([torch.rand(1, generator=g) >= self.timing_dropout for g in generators])
+                said = _keep_draws(generators, self.timing_dropout)
                 sound_frames = torch.where(said.to(sound_frames.device), sound_frames, -1.0)
             cond.sound_frames = sound_frames
         mask = batch["mask"].reshape(x0.shape[0], *([1] * (x0.ndim - 2)), -1)

@@ -130,3 +130,49 @@ def test_unet_mel_learns_to_stop_the_sound_where_it_is_told():
     for share, got in ends.items():
         assert np.median(np.abs(np.array(got) - share)) < 0.1, ends
     assert min(ends[0.75]) - max(ends[0.25]) > 0.3, ends
+
+
+@pytest.mark.parametrize("timing_channels", [0, 1])
+def test_audio_to_audio_modes_say_the_sound_fills_the_clip(timing_channels, monkeypatch):
+    """vary / inpaint / continuation / long / melody work inside a clip that the sound fills, so a
+    model with a timing input is told so (both guidance branches, every window); one without is
+    told nothing."""
+    pipe = tiny_text_to_audio_pipeline(n_mels=16, cond_channels=12, timing_channels=timing_channels)
+    seen = []
+    real = pipe.denoiser
+
+    def recording(x, sigma, cond):
+        seen.append((x.shape[0], x.shape[-1], cond.sound_frames))
+        return real(x, sigma, cond)
+
+    monkeypatch.setattr(pipe, "denoiser", recording)
+    sr = 22050
+    t = torch.arange(int(1.2 * sr)) / sr
+    wav = 0.3 * torch.sin(2 * np.pi * 440 * t)
+    kw = dict(sample_rate=sr, num_steps=2, seed=0, batch_size=2, guidance_scale=2.0, prompt="a flute")
+    calls = {
+        "vary": lambda: pipe.vary(wav, 0.6, **kw),
+        "inpaint": lambda: pipe.inpaint(wav, 0.3, 0.6, **kw),
+        "continuation": lambda: pipe.continuation(wav, 1.0, **kw),
+        "melody": lambda: pipe.melody(wav, **kw),
+        "long": lambda: pipe.generate_long("a flute", 2.0, window_s=1.0, overlap_s=0.25, num_steps=2, seed=0,
+                                           batch_size=2),
+    }
+    monkeypatch.setattr(pipe, "config", pipe.config.replace(window_s=0.5))  # continuation: two windows
+    for mode, call in calls.items():
+        seen.clear()
+        out = call()
+        assert seen, mode
+        widths = {width for _, width, _ in seen}
+        if mode in ("continuation", "long"):
+            assert len(widths) > 1, f"{mode}: one window only, {widths}"
+        for batch, width, told in seen:
+            if timing_channels:
+                assert told is not None and told.shape == (batch,), mode
+                assert told.tolist() == [float(width)] * batch, mode
+            else:
+                assert told is None, mode
+        if timing_channels:
+            assert out.settings["sound_s"] == out.settings["duration_s"] > 0, mode
+        else:
+            assert "sound_s" not in out.settings, mode

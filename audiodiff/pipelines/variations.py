@@ -17,6 +17,9 @@ Every mode works on normalised log-mels with the pipeline's own sampler and guid
   generated so far (known) plus new frames (unknown).
 - melody: one-hot chroma (12, N) of the reference laid over the mel axis as the UNet's frame
   channels, in the layout the model was trained with (``TextToAudioConfig.melody_layout``).
+
+A model with a timing input (``unet.timing_channels = 1``) is told in every mode that the sound
+fills the whole clip (``settings["sound_s"]`` = the output's length).
 """
 
 from __future__ import annotations
@@ -201,6 +204,11 @@ def _sample(pipe, job: _Job, n_frames: int, sigmas: torch.Tensor, seeds: list[in
         frames = frames.to(pipe.device, module_dtype(pipe.unet))
     job.cond.frames = frames
     job.uncond.frames = frames if uncond_frames is None else uncond_frames.to(frames.device, frames.dtype)
+    if pipe.unet.config.timing_channels:
+        # Every window of these modes lies inside the clip, as a training crop that the clip fills:
+        # sound from its first frame to its last. Left unsaid, a model with a timing input guesses
+        # an end (the v0.5 candidate halved its melody accuracy so).
+        job.cond.sound_frames = job.uncond.sound_frames = torch.full((n,), float(n_frames), device=pipe.device)
     denoiser = pipe.denoiser
     if known is not None:
         device = pipe.device
@@ -294,7 +302,10 @@ def extend_mel(pipe, job: _Job, mel: torch.Tensor, target_frames: int, context: 
 
 
 def _settings(job: _Job, mode: str, **extra) -> dict[str, Any]:
-    return {"mode": mode, **job.req.settings(), **extra}
+    settings = {"mode": mode, **job.req.settings(), **extra}
+    if job.cond.sound_frames is not None:  # told: sound throughout (see _sample)
+        settings["sound_s"] = settings["duration_s"]
+    return settings
 
 
 # ---------------------------------------------------------------------------- modes

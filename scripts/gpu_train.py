@@ -61,6 +61,12 @@ def main(argv: list[str] | None = None) -> dict:
                    help="also copy each export here as model-stepN.tar.partK (<= 15 MiB each, for a device "
                         "machine's size-capped $OUT), plus metrics.jsonl and summary.json")
     args = p.parse_args(argv)
+    fixed = {"run_dir": "--out (the run is OUT/run)", "max_minutes": "--max-minutes",
+             "checkpoint_minutes": "--checkpoint-minutes", "device": "--device"}
+    for item in args.set:
+        key = item.split("=", 1)[0].strip()
+        if key in fixed:
+            p.error(f"--set {key}=... is not accepted here: this script sets {key} itself; use {fixed[key]}")
 
     import torch
 

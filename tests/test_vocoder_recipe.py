@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from audiodiff.audio import load_audio, save_audio
@@ -223,3 +224,16 @@ def test_benchmark_counts_paired_wins_against_the_first_vocoder():
     assert wins["all"]["mrstft_total"] == 0 and "emb_dist" not in wins["all"]  # ties are not wins
     assert "| all | new | 2/3 | 0/3 | 0/3 |" in wins_markdown(list(wins.values()))
     assert paired_wins({"base": rows([0.3])}) == []
+
+
+@pytest.mark.parametrize("key, use", [("run_dir", "--out"), ("max_minutes", "--max-minutes"), ("device", "--device")])
+def test_gpu_script_refuses_to_override_what_it_sets(key, use, tmp_path, capsys):
+    """A --set of run_dir used to train into one folder and export from another, then crash at the
+    first checkpoint; the script refuses it before anything starts."""
+    with pytest.raises(SystemExit) as exit_info:
+        gpu_train.main(["--config", str(ROOT / "configs" / "timing_finetune.toml"), "--out", str(tmp_path / "o"),
+                        "--set", f"{key}=x"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--set {key}=... is not accepted" in err and use in err
+    assert not (tmp_path / "o").exists()

@@ -1,9 +1,13 @@
 #!/usr/bin/env python
-"""Prepare the timing fine-tune of the bundled default model, on this machine:
+"""Prepare a timing fine-tune of a pipeline without a timing input, on this machine:
     python scripts/timing_prepare.py [--source DIR] [--out runs/timing_init]
-writes an init folder: the bundled pipeline with a timing input added to its UNet
+writes an init folder: the pipeline with a timing input added to its UNet
 (``timing_channels = 1``, the plane that says where the sound stops) whose first-convolution
-weights are zero, so the fine-tune starts from exactly the bundled model. Then, with the GPU
+weights are zero, so the fine-tune starts from exactly that model. The bundled model has one
+since v0.5; v0.5 was made from v0.4, the bundle of commit ba9e0a7:
+    git worktree add /tmp/v04 ba9e0a7
+    python scripts/timing_prepare.py --source /tmp/v04/audiodiff/assets/default
+Then, with the GPU
 run's export and text cache (``python scripts/gpu_prepare.py --no-archive``), train on the CPU
 or a GPU:
     python scripts/gpu_train.py --config configs/timing_finetune.toml \\
@@ -31,6 +35,9 @@ def make_init(source: str | None, out: Path) -> Path:
     from audiodiff.pipelines import TextToAudioPipeline
 
     pipe = TextToAudioPipeline.from_pretrained(source)
+    if pipe.unet.config.timing_channels:
+        raise SystemExit(f"{source or 'the bundled model'} already has a timing input: fine-tune it as it is "
+                         "(init_from = that folder), or give --source a model without one (see --help)")
     pipe.unet = pipe.unet.with_timing_input()
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -42,7 +49,8 @@ def make_init(source: str | None, out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--source", default=None, help="pipeline folder to start from (default: the bundled model)")
+    p.add_argument("--source", default=None, help="pipeline folder without a timing input to start from "
+                   "(default: the bundled model, which has one since v0.5)")
     p.add_argument("--out", default=str(ROOT / "runs" / "timing_init"))
     args = p.parse_args(argv)
     init = make_init(args.source, Path(args.out))

@@ -175,3 +175,8 @@ def test_bundled_default_model_loads_offline_and_stays_small():
     out = pipe("rain on a tin roof", duration_s=0.5, num_steps=2, seed=0)
     assert out.waveforms.shape[-1] == round(0.5 * pipe.sample_rate)
     assert torch.isfinite(out.waveforms).all() and 0 < out.waveforms.abs().max() <= 1
+    # v0.5 has the timing input (the model card): a sound length can be asked for.
+    assert pipe.unet.config.timing_channels == 1
+    told = pipe("a door slam", duration_s=0.5, sound_s=0.25, num_steps=2, seed=0)
+    assert told.settings["sound_s"] == 0.25 and not torch.equal(told.waveforms, pipe(
+        "a door slam", duration_s=0.5, num_steps=2, seed=0).waveforms)

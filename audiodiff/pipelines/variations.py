@@ -207,7 +207,7 @@ def _sample(pipe, job: _Job, n_frames: int, sigmas: torch.Tensor, seeds: list[in
     if pipe.unet.config.timing_channels:
         # Every window of these modes lies inside the clip, as a training crop that the clip fills:
         # sound from its first frame to its last. Left unsaid, a model with a timing input guesses
-        # an end (the v0.5 candidate halved its melody accuracy so).
+        # an end (v0.5's first stage halved its melody accuracy so).
         job.cond.sound_frames = job.uncond.sound_frames = torch.full((n,), float(n_frames), device=pipe.device)
     denoiser = pipe.denoiser
     if known is not None:

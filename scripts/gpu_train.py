@@ -61,23 +61,25 @@ def main(argv: list[str] | None = None) -> dict:
                    help="also copy each export here as model-stepN.tar.partK (<= 15 MiB each, for a device "
                         "machine's size-capped $OUT), plus metrics.jsonl and summary.json")
     args = p.parse_args(argv)
-    fixed = {"run_dir": "--out (the run is OUT/run)", "max_minutes": "--max-minutes",
-             "checkpoint_minutes": "--checkpoint-minutes", "device": "--device"}
+    out = Path(args.out)
+    run_dir = out / "run"
+    # What this script sets itself (value, the flag that sets it): a --set of these is refused.
+    own = {"run_dir": (str(run_dir), "--out (the run is OUT/run)"),
+           "max_minutes": (args.max_minutes, "--max-minutes"),
+           "checkpoint_minutes": (args.checkpoint_minutes, "--checkpoint-minutes"),
+           "device": (args.device, "--device")}
     for item in args.set:
         key = item.split("=", 1)[0].strip()
-        if key in fixed:
-            p.error(f"--set {key}=... is not accepted here: this script sets {key} itself; use {fixed[key]}")
+        if key in own:
+            p.error(f"--set {key}=... is not accepted here: this script sets {key} itself; use {own[key][1]}")
 
     import torch
 
     from audiodiff.training import trainer as trainer_mod
     from audiodiff.training.config import load_train_config
 
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    run_dir = out / "run"
-    overrides = [f"run_dir={json.dumps(str(run_dir))}", f"max_minutes={args.max_minutes}",
-                 f"checkpoint_minutes={args.checkpoint_minutes}", f"device={json.dumps(args.device)}"]
+    overrides = [f"{key}={json.dumps(value)}" for key, (value, _) in own.items()]
     if args.export:
         overrides.insert(0, f"data.features={json.dumps(str(Path(args.export).resolve()))}")
     if args.compile:

@@ -35,9 +35,6 @@ def make_init(source: str | None, out: Path) -> Path:
     from audiodiff.pipelines import TextToAudioPipeline
 
     pipe = TextToAudioPipeline.from_pretrained(source)
-    if pipe.unet.config.timing_channels:
-        raise SystemExit(f"{source or 'the bundled model'} already has a timing input: fine-tune it as it is "
-                         "(init_from = that folder), or give --source a model without one (see --help)")
     pipe.unet = pipe.unet.with_timing_input()
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -53,7 +50,11 @@ def main(argv: list[str] | None = None) -> None:
                    "(default: the bundled model, which has one since v0.5)")
     p.add_argument("--out", default=str(ROOT / "runs" / "timing_init"))
     args = p.parse_args(argv)
-    init = make_init(args.source, Path(args.out))
+    try:
+        init = make_init(args.source, Path(args.out))
+    except ValueError as err:  # UNetMel.with_timing_input: the source already has one
+        p.error(f"{args.source or 'the bundled model'}: {err}; fine-tune it as it is (init_from = that folder), "
+                "or give --source a model without one (see --help)")
     print(f"init folder: {init} (timing input added, its weights zero)")
 
 

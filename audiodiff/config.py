@@ -148,19 +148,42 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+# What open(path, "w") gives under the umask at import (read once: os.umask is process-wide, so
+# reading it later could race with a thread creating a file).
+FILE_MODE = _file_mode()
+
+
+def temp_file_beside(path: Path, suffix: str = ".tmp") -> Path:
+    """A new empty file in ``path``'s folder for an atomic write (fill it, then ``os.replace``
+    it onto ``path``), with the permissions of a plain ``open(path, "w")``: mkstemp's own 0600
+    would leave saved models and audio unreadable to everyone else."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    os.chmod(tmp, FILE_MODE)
+    return Path(tmp)
+
+
+def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half;
+    ``fsync=False`` skips the flush to disk (caches that can be rebuilt)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temp_file_beside(path)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

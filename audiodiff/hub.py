@@ -9,7 +9,6 @@ folder or a hub id (fetched with huggingface_hub, which honours ``HF_HUB_OFFLINE
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -17,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .config import Config, ConfigError
+from .config import FILE_MODE, Config, ConfigError, temp_file_beside
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -55,13 +54,13 @@ def save_component(module: nn.Module, folder: str | os.PathLike, dtype: torch.dt
         if dtype is not None and t.is_floating_point():
             t = t.to(dtype)
         state[name] = t.contiguous()
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{WEIGHTS_NAME}.", suffix=".tmp")
-    os.close(fd)
+    tmp = temp_file_beside(folder / WEIGHTS_NAME)
     try:
-        save_file(state, tmp, metadata={"format": "pt", "type": type(config).__name__})
+        save_file(state, str(tmp), metadata={"format": "pt", "type": type(config).__name__})
+        os.chmod(tmp, FILE_MODE)  # safetensors writes a new file of its own (0600)
         os.replace(tmp, folder / WEIGHTS_NAME)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     config.save(folder / CONFIG_NAME)
     return folder

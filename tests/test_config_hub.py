@@ -101,3 +101,28 @@ def test_resolve_pretrained(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="could not be fetched"):
         resolve_pretrained("nobody-here/no-such-model")
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    """Atomic writes go through a temporary file; it must not keep mkstemp's 0600, or a model
+    or clip saved for others (a shared folder, a served demo output) is unreadable to them."""
+    import os
+    import stat
+
+    from audiodiff.audio import save_audio
+    from audiodiff.config import FILE_MODE, atomic_write_text
+    from audiodiff.data.cache import atomic_write_bytes as cache_write
+    from audiodiff.testing import tiny_text_to_audio_pipeline
+
+    mask = os.umask(0)
+    os.umask(mask)
+    assert FILE_MODE == 0o666 & ~mask
+    folder = tiny_text_to_audio_pipeline(n_mels=16).save_pretrained(tmp_path / "model")
+    save_audio(tmp_path / "a.wav", torch.zeros(1, 100), 8000)
+    atomic_write_text(tmp_path / "note.txt", "hi")
+    cache_write(tmp_path / "cached.bin", b"x")
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) >= 7
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == FILE_MODE, path
+    assert not list(tmp_path.rglob(".*"))  # no temporary file left behind

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torchaudio.functional as AF
+
+from ..config import temp_file_beside
 
 WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
 # The subtype soundfile writes per container: float WAV keeps generated audio lossless.
@@ -111,14 +112,13 @@ def save_audio(
     if fmt != "WAV":
         data = np.clip(data, -1.0, 1.0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
+    tmp = temp_file_beside(path, suffix=path.suffix)
     try:
         options = {} if compression_level is None else {"compression_level": compression_level}
         sf.write(tmp, data, sample_rate, format=fmt, subtype=subtype or _WRITE_SUBTYPES[fmt], **options)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

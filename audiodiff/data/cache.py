@@ -8,8 +8,9 @@ root, ``$AUDIODIFF_CACHE`` or ``~/.cache/audiodiff``. Each source uses its own s
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
+
+from ..config import atomic_write_bytes as _atomic_write_bytes
 
 CACHE_ENV = "AUDIODIFF_CACHE"
 
@@ -25,17 +26,10 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers never see a half-written file.
+    """Write ``data`` to ``path`` so that readers never see a half-written file (no fsync: a
+    cache can be rebuilt).
 
     Parallel workers may build the same cached file; the last ``os.replace`` wins and every
     version is identical, so no lock is needed.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _atomic_write_bytes(path, data, fsync=False)

@@ -72,8 +72,23 @@ def _cmd_generate(args: argparse.Namespace) -> None:
                   guidance_interval=args.guidance_interval, sound_s=args.sound_s)
     write_outputs(result, args.output)
     s = result.settings
+    sound = ""
+    if "sound_s" in s:
+        values = s["sound_s"] if isinstance(s["sound_s"], list) else [s["sound_s"]]
+        sound = (f", sound {'/'.join(f'{v:g}' for v in values)} s"
+                 + (" predicted from the prompt" if s["sound_s_from"] == "prompt" else ""))
     print(f"{len(result)} clip(s) in {time.perf_counter() - start:.1f} s "
-          f"({s['sampler']}, {s['num_steps']} steps, guidance {s['guidance_scale']:g})")
+          f"({s['sampler']}, {s['num_steps']} steps, guidance {s['guidance_scale']:g}{sound})")
+
+
+def sound_seconds(text: str) -> float | str | None:
+    """--sound-s: a number of seconds, 'auto' or 'none'."""
+    if text.strip().lower() in ("auto", "none"):
+        return None if text.strip().lower() == "none" else "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 'auto' or 'none', got {text!r}") from None
 
 
 def add_generation_args(p: argparse.ArgumentParser) -> None:
@@ -105,9 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Generate audio from a text prompt with a text-to-audio model.")
     p.add_argument("prompt", help='what to generate, e.g. "heavy rain falling on a roof"')
     p.add_argument("--duration-s", type=float, default=None, help="seconds of audio (model default: 5)")
-    p.add_argument("--sound-s", type=float, default=None,
-                   help="seconds of sound from the start, then silence (models with a timing input; "
-                        "default: the model decides)")
+    p.add_argument("--sound-s", type=sound_seconds, default="auto",
+                   help="seconds of sound from the start, then silence (models with a timing input); "
+                        "'auto' (default): predicted from the prompt when the model has a sound length "
+                        "head; 'none': the model decides")
     add_generation_args(p)
     p.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("SIGMA_LO", "SIGMA_HI"),
                    help="guide only the steps with SIGMA_LO < sigma <= SIGMA_HI, the others cost half "

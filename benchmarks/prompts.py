@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from audiodiff.cli import sound_seconds
+
 try:  # run as `python -m benchmarks.prompts` or as `python benchmarks/prompts.py`
     from benchmarks._common import (
         DEFAULT_OUT, machine_info, machine_line, markdown_table, named_models, write_results,
@@ -86,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompts", nargs="+", default=list(PROMPTS))
     p.add_argument("--seed", type=int, default=100, help="prompt i uses seed + i (default 100)")
     p.add_argument("--duration-s", type=float, default=5.0)
-    p.add_argument("--sound-s", type=float, default=None,
-                   help="tell models with a timing input this sound length (others: not said)")
+    p.add_argument("--sound-s", type=sound_seconds, default="auto",
+                   help="tell models with a timing input this sound length, 'auto' (default: the pipeline's "
+                        "own default, the length predicted from the prompt when the model has a head) or "
+                        "'none' (not said)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--audio-dir", default="", help="write WAVs and a spectrogram PNG per model here")
     p.add_argument("--out", default=str(DEFAULT_OUT))
@@ -108,10 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         rows, mels = [], []
         for i, prompt in enumerate(args.prompts):
             t0 = time.perf_counter()
-            mel, _ = pipe.generate_mel(prompt, duration_s=args.duration_s, seed=args.seed + i, sound_s=sound_s)
+            mel, req = pipe.generate_mel(prompt, duration_s=args.duration_s, seed=args.seed + i, sound_s=sound_s)
             wav = pipe.decode(mel, round(args.duration_s * pipe.sample_rate))[0, 0]
             seconds = time.perf_counter() - t0
-            rows.append({"prompt": prompt, "seed": args.seed + i, "sound_s": sound_s, "seconds": round(seconds, 2),
+            rows.append({"prompt": prompt, "seed": args.seed + i, "sound_s": req.sound_s, "seconds": round(seconds, 2),
                          **clip_stats(wav.numpy(), pipe.sample_rate)})
             mels.append(mel[0, 0].float().numpy())
             if audio_dir is not None:
@@ -123,11 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = rows
 
     info = machine_info("cpu")
-    headers = ["prompt"] + [f"{n}: sounding / end s / onsets per s / flatness" for n, _ in models]
-    table = [[prompt] + [f"{r[i]['sounding']:.2f} / {r[i]['end_s']:.1f} / {r[i]['onsets_per_s']:.1f} / "
-                         f"{r[i]['flatness']:.3f}" for r in results.values()]
+    headers = ["prompt"] + [f"{n}: sounding / end s (told) / onsets per s / flatness" for n, _ in models]
+    table = [[prompt] + [f"{r[i]['sounding']:.2f} / {r[i]['end_s']:.1f}"
+                         + ("" if r[i]["sound_s"] is None else f" ({r[i]['sound_s']:g})")
+                         + f" / {r[i]['onsets_per_s']:.1f} / {r[i]['flatness']:.3f}" for r in results.values()]
              for i, prompt in enumerate(args.prompts)]
-    told = "" if args.sound_s is None else f", sound length {args.sound_s:g} s told to models with a timing input"
+    if args.sound_s in (None, "auto"):
+        told = "" if args.sound_s is None else ", sound lengths from the prompt where a model has a sound length head"
+    else:
+        told = f", sound length {args.sound_s:g} s told to models with a timing input"
     md = (f"# Ten prompts ({args.duration_s:g} s, default settings{told}, seeds {args.seed}-{args.seed + len(args.prompts) - 1})"
           f"\n\n{machine_line(info)}\n\nModels: " + ", ".join(f"{n} = `{f or 'bundled'}`" for n, f in models)
           + "\n\n" + markdown_table(headers, table) + "\n\nSounding: share of frames within 40 dB of the "

@@ -1,7 +1,8 @@
 """Does a model stop its sound when told to? The timing input (``sound_s``) measured on the audio.
 
-Each prompt is generated with its sound length not said, then told each of ``--lengths``; the
-end of the sound is read off the waveform (where the last ~93 ms frame within 40 dB of the
+Each prompt is generated with its sound length not said, then told each of ``--lengths``, then
+(models with a sound length head) told the length the head predicts from the prompt; the end
+of the sound is read off the waveform (where the last ~93 ms frame within 40 dB of the
 clip's loudest ends, as in benchmarks/prompts.py). A model without a timing input gets the
 "not said" row only, for reference.
 
@@ -40,12 +41,12 @@ def summarize(rows: list[dict], untold: list[dict] | None = None) -> dict[str, f
     ends = np.array([r["end_s"] for r in rows])
     out = {"clips": len(rows), "median_end_s": float(np.median(ends)),
            "sounding": float(np.mean([r["sounding"] for r in rows]))}
-    asked = rows[0]["sound_s"]
-    if asked is not None:
+    if rows[0]["sound_s"] is not None:
+        asked = np.array([r["sound_s"] for r in rows])
         err = np.abs(ends - asked)
         out.update(mean_abs_error_s=float(err.mean()), within_0_25_s=float(np.mean(err <= 0.25)))
         if untold is not None:
-            out["untold_mean_abs_error_s"] = float(np.mean([abs(r["end_s"] - asked) for r in untold]))
+            out["untold_mean_abs_error_s"] = float(np.mean(np.abs(np.array([r["end_s"] for r in untold]) - asked)))
     return out
 
 
@@ -75,14 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, folder in models:
         pipe = TextToAudioPipeline.from_pretrained(folder)
         lengths = [None] + (list(args.lengths) if pipe.unet.config.timing_channels else [])
+        lengths += ["auto"] if pipe.sound_length is not None else []
         per_length = {}
         for length in lengths:
             rows = []
             for i, prompt in enumerate(args.prompts):
                 out = pipe(prompt, duration_s=args.duration_s, seed=args.seed + i, sound_s=length)
-                rows.append({"prompt": prompt, "seed": args.seed + i, "sound_s": length,
+                rows.append({"prompt": prompt, "seed": args.seed + i, "sound_s": out.settings.get("sound_s"),
                              **clip_stats(out.waveforms[0, 0].numpy(), pipe.sample_rate)})
-            key = "not said" if length is None else f"{length:g}"
+            key = {None: "not said", "auto": "from the prompt"}.get(length) or f"{length:g}"
             untold = per_length["not said"]["clips"] if length is not None else None
             per_length[key] = {"summary": summarize(rows, untold), "clips": rows}
             s = per_length[key]["summary"]

@@ -24,9 +24,11 @@ gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
 from audiodiff.audio import save_audio  # noqa: E402
+from audiodiff.conditioning.length import SoundLengthConfig, SoundLengthHead  # noqa: E402
 from audiodiff.demo import DemoLimits, build_demo, launch_demo  # noqa: E402
 from audiodiff.demo.handlers import DemoRunner  # noqa: E402
 from audiodiff.demo.media import drum_clip, melody_clip  # noqa: E402
+from audiodiff.pipelines import TextToAudioPipeline  # noqa: E402
 from audiodiff.testing import tiny_text_to_audio_pipeline  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,6 +185,15 @@ def test_sound_length_control_only_for_models_with_a_timing_input(runner, tmp_pa
     assert "sound_s" not in split(timed_runner.text_to_audio("a beep", "", 1.0, *SAMPLING, 3, 1, 0), 4)[2]["arguments"]
     with pytest.raises(gr.Error, match="Sound length"):
         timed_runner.text_to_audio("a beep", "", 1.0, *SAMPLING, 3, 1, 2.0)  # longer than the clip
+    # With a sound length head, 0 means "from the prompt" (the pipeline's default, sound_s="auto").
+    headed = TextToAudioPipeline(timed.unet, timed.text, timed.vocoder, timed.config,
+                                 SoundLengthHead(SoundLengthConfig(dim=timed.text.config.dim)))
+    infos = lambda demo: [b.info for b in sliders(demo)]  # noqa: E731
+    assert infos(build_demo(headed)) == ["the sound, then silence; 0 = from the prompt"]
+    assert infos(build_demo(timed)) == ["the sound, then silence; 0 = the model decides"]
+    settings = split(DemoRunner(headed, DemoLimits(), tmp_path).text_to_audio(
+        "a beep", "", 2.0, *SAMPLING, 3, 1, 0), 4)[2]["settings"]
+    assert settings["sound_s"] == 1.0 and settings["sound_s_from"] == "prompt"  # an unfitted head: 1 s
     with pytest.raises(gr.Error, match="Sound length"):
         runner.text_to_audio("a beep", "", 1.0, *SAMPLING, 3, 1, 0.5)  # the model has no timing input
 

@@ -208,6 +208,8 @@ def test_taxonomy_prompts_held_out_and_categories_populated():
 def test_evaluate_cli_end_to_end(tmp_path, embedder):
     from audiodiff.audio import save_audio
     from audiodiff.cli import main
+    from audiodiff.conditioning.length import SoundLengthConfig, SoundLengthHead
+    from audiodiff.pipelines import TextToAudioPipeline
     from audiodiff.testing import tiny_text_to_audio_pipeline
 
     model = tiny_text_to_audio_pipeline(seed=0).save_pretrained(tmp_path / "model")
@@ -233,6 +235,7 @@ def test_evaluate_cli_end_to_end(tmp_path, embedder):
         assert scored["clips"] == 2 and 0 <= scored["top1"] <= scored["top5"] <= 1 and scored["fd"] >= 0
         assert 0 <= scored["sounding_fraction"] <= 1
     assert report["real"]["sounding_fraction"] == 1.0  # the corpus is steady hums and noise
+    assert report["settings"]["sound_lengths"] == "untold"  # "auto" on a model without a length head
     assert "| real (leave-one-out: ceiling) | 6 |" in out.with_suffix(".md").read_text()
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 6  # real clips cached
     assert main(["evaluate", "--categories", "no_such_category", "--data", str(corpus.parent)]) == 2
@@ -244,3 +247,10 @@ def test_evaluate_cli_end_to_end(tmp_path, embedder):
     assert report["settings"]["sound_lengths"] == "real" and report["generated"]["model"]["clips"] == 2
     assert "told the lengths of real clips" in out.with_suffix(".md").read_text()
     assert main(args + ["--sound-lengths", "real"]) == 2
+    # With a sound length head, the default ("auto") tells each clip its prompt's predicted length.
+    pipe = TextToAudioPipeline.from_pretrained(timed)
+    pipe.sound_length = SoundLengthHead(SoundLengthConfig(dim=pipe.text.config.dim))
+    headed = pipe.save_pretrained(tmp_path / "headed")
+    assert main(args[:1] + ["--model", str(headed)] + args[5:]) == 0
+    assert json.loads(out.read_text())["settings"]["sound_lengths"] == "auto"
+    assert "sound lengths predicted from the prompt" in out.with_suffix(".md").read_text()

@@ -102,7 +102,9 @@ def build_demo(pipeline: Any, limits: DemoLimits | None = None) -> gr.Blocks:
                         if runner.has_timing:
                             timing = [gr.Slider(0.0, runner.max_duration_s, step=0.1, value=0.0,
                                                 label="Sound length (s)", elem_id="sound-length",
-                                                info="the sound, then silence; 0 lets the model decide")]
+                                                info="the sound, then silence; 0 = "
+                                                + ("from the prompt" if runner.pipeline.sound_length is not None
+                                                   else "the model decides"))]
                         controls = _sampling_controls(runner, open=True)
                         button = gr.Button("Generate", variant="primary", elem_id="generate")
                     with gr.Column():

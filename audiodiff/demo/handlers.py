@@ -104,13 +104,14 @@ class DemoRunner:
     # ------------------------------------------------------------------ the five modes
     def text_to_audio(self, prompt, negative_prompt, duration_s, steps, guidance, sampler, seed, batch,
                       sound_s=0.0, progress=gr.Progress()):
-        """sound_s: seconds of sound, then silence (models with a timing input); 0 = the model decides."""
+        """sound_s: seconds of sound, then silence (models with a timing input); 0 = predicted from
+        the prompt when the model has a sound length head, else the model decides."""
         if _optional_text(prompt) is None:
             raise gr.Error("The prompt is empty: describe the sound you want, e.g. 'rain on a tin roof'.")
         duration_s = _number("Duration (s)", duration_s, self.min_duration_s, self.max_duration_s)
         sound_s = _number("Sound length (s)", sound_s, 0.0, duration_s if self.has_timing else 0.0)
-        call = dict(prompt=prompt.strip(), negative_prompt=_optional_text(negative_prompt),
-                    duration_s=duration_s, sound_s=sound_s or None,
+        call = dict(prompt=prompt.strip(), negative_prompt=_optional_text(negative_prompt), duration_s=duration_s,
+                    **({"sound_s": sound_s} if sound_s else {}),  # 0: the pipeline's default, "auto"
                     **self._sampling(steps, guidance, sampler, seed, batch))
         out = self._run(self.pipeline, (), call, progress)
         return self._package("pipe", out, call, None)

@@ -52,9 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (model default)")
     p.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("SIGMA_LO", "SIGMA_HI"),
                    help="guide only the steps with SIGMA_LO < sigma <= SIGMA_HI (model default)")
-    p.add_argument("--sound-lengths", choices=["real"], default=None,
-                   help="models with a timing input: tell each generated clip the length of a real clip "
-                        "of its category (default: the model decides)")
+    p.add_argument("--sound-lengths", choices=["auto", "untold", "real"], default="auto",
+                   help="models with a timing input: 'auto' (default) predicts each clip's sound length "
+                        "from its prompt when the model has a sound length head (else as 'untold'); "
+                        "'untold' lets the model decide; 'real' tells each clip the length of a real clip "
+                        "of its category")
     p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     p.add_argument("--data", action="append", default=None,
                    help="corpus folder holding */manifest.jsonl, or a manifest (repeatable; default data/corpora)")

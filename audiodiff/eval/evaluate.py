@@ -95,6 +95,10 @@ def collect_real_clips(manifests: Sequence[Path], categories: Sequence[Category]
     return clips
 
 
+SOUND_LENGTHS = ("auto", "untold", "real")
+_LENGTH_NOTES = {"real": "told the lengths of real clips, ", "auto": "sound lengths predicted from the prompt, "}
+
+
 def untrained_like(pipe=None, seed: int = 0):
     """A pipeline with a randomly initialised UNet: ``pipe``'s architecture, text encoder and
     vocoder, or the default architecture (UNetMelConfig(), MiniLM, packaged HiFi-GAN)."""
@@ -104,7 +108,7 @@ def untrained_like(pipe=None, seed: int = 0):
     torch.manual_seed(seed)
     if pipe is not None:
         unet = UNetMel(pipe.unet.config).to(pipe.device, next(pipe.unet.parameters()).dtype)
-        return TextToAudioPipeline(unet, pipe.text, pipe.vocoder, pipe.config)
+        return TextToAudioPipeline(unet, pipe.text, pipe.vocoder, pipe.config, pipe.sound_length)
     from ..conditioning.text import TextConditioner, TextConditionerConfig
     from ..models.vocoder import load_vocoder
 
@@ -116,12 +120,12 @@ def untrained_like(pipe=None, seed: int = 0):
 def generate_clips(pipe, categories: Sequence[Category], clips_per_category: int, duration_s: float,
                    steps: int | None, guidance: float | None, seed: int, desc: str,
                    progress: bool = True, guidance_interval: tuple[float, float] | None = None,
-                   sound_lengths: dict[str, list[float]] | None = None,
+                   sound_lengths: dict[str, list[float]] | str | None = "auto",
                    ) -> tuple[list[torch.Tensor], list[str], list[str]]:
     """Clip j of a category uses prompt j mod len(prompts); prompt i's items use seeds
     seed + 1000 i + 0, 1, ... so a category's clips do not depend on the other categories.
-    ``sound_lengths``: seconds of sound per category (models with a timing input); clip j gets
-    value j mod their number."""
+    ``sound_lengths``: seconds of sound per category (models with a timing input), clip j gets
+    value j mod their number; or the pipeline's ``sound_s`` for every clip ("auto", None)."""
     from tqdm.auto import tqdm
 
     wavs, labels, prompts = [], [], []
@@ -131,8 +135,8 @@ def generate_clips(pipe, categories: Sequence[Category], clips_per_category: int
             n = len(range(i, clips_per_category, len(cat.prompts)))
             if n == 0:
                 continue
-            sound_s = None
-            if sound_lengths is not None:
+            sound_s = sound_lengths
+            if isinstance(sound_lengths, dict):
                 lengths = sound_lengths[cat.name]
                 sound_s = [lengths[j % len(lengths)] for j in range(i, clips_per_category, len(cat.prompts))]
             out = pipe(prompt, duration_s=duration_s, num_steps=steps, guidance_scale=guidance,
@@ -201,16 +205,17 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
                    guidance: float | None = None, seed: int = 0, device: str | None = None,
                    cache_dir: str | os.PathLike | None = None, k_neighbours: int = 3,
                    progress: bool = True, guidance_interval: tuple[float, float] | None = None,
-                   sound_lengths: str | None = None) -> dict:
+                   sound_lengths: str = "auto") -> dict:
     """Score a model (and/or an untrained baseline) against the real clips; returns the report dict.
 
-    sound_lengths: None (the model decides how long its sounds last) or "real" (models with a
-    timing input: each generated clip is told the length of a real clip of its category, up to
-    ``duration_s``, as a user who says how long the sound should be)."""
+    sound_lengths (models with a timing input): "auto" (the pipeline's default: lengths predicted
+    from the prompt when the model has a sound length head, else the model decides), "untold"
+    (the model decides) or "real" (each generated clip is told the length of a real clip of its
+    category, up to ``duration_s``, as a user who says how long the sound should be)."""
     if clips_per_category < 1 or real_per_category < 2:
         raise ValueError("need --clips-per-category >= 1 and --real-per-category >= 2")
-    if sound_lengths not in (None, "real"):
-        raise ValueError(f"--sound-lengths must be 'real' or unset, got {sound_lengths!r}")
+    if sound_lengths not in SOUND_LENGTHS:
+        raise ValueError(f"--sound-lengths must be one of {', '.join(SOUND_LENGTHS)}, got {sound_lengths!r}")
     if baseline not in (None, "untrained"):
         raise ValueError(f"--baseline must be 'untrained', got {baseline!r}")
     start = time.perf_counter()
@@ -264,7 +269,9 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
         report["note"] = "no model (the bundled default is not shipped yet): real-data ceiling and floor only"
     if baseline == "untrained":
         targets.append(("untrained", untrained_like(pipe, seed).to(device)))
-    lengths = None
+    lengths = {"auto": "auto", "untold": None}.get(sound_lengths)
+    if pipe is not None and sound_lengths == "auto" and pipe.sound_length is None:
+        report["settings"]["sound_lengths"] = "untold"  # what "auto" does without a length head
     if sound_lengths == "real":
         lengths = {n: [min(float(sf.info(str(r.path)).duration), duration_s) for r in real if r.category == n]
                    for n in names}
@@ -301,7 +308,7 @@ def markdown_report(report: dict) -> str:
              f"{s['clips_per_category']} generated clips per category ({s['duration_s']:g} s, steps "
              f"{s['steps'] or 'default'}, guidance {s['guidance'] if s['guidance'] is not None else 'default'}"
              f"{'' if s.get('guidance_interval') is None else ' in sigma ' + str(tuple(s['guidance_interval']))}, "
-             f"{'told the lengths of real clips, ' if s.get('sound_lengths') == 'real' else ''}"
+             f"{_LENGTH_NOTES.get(s.get('sound_lengths'), '')}"
              f"seed {s['seed']}), {real['clips']} real clips {real['by_split']}; embedding {report['embedder']}, "
              f"per-class {s['k_neighbours']}-NN (cosine) classifier over the real clips.", "",
              "| clips | n | top-1 | top-5 | Frechet distance to real | sounding fraction |",

@@ -5,6 +5,7 @@ Folder format (``save_pretrained`` / ``from_pretrained``)::
     pipeline.json        TextToAudioConfig: mel definition, noise schedule, defaults, vocoder
     unet/                config.json + model.safetensors (UNetMel)
     text/                config.json + model.safetensors (the learned null condition)
+    sound_length/        optional: prompt -> seconds of sound (models with a timing input)
     vocoder/             only when the vocoder is not a packaged one (referenced by name)
 """
 
@@ -19,11 +20,12 @@ import torch
 from torch import nn
 
 from ..audio.features import MELODY_LAYOUTS, MelConfig, denormalize_mel, melody_planes, melody_template
+from ..conditioning.length import SoundLengthHead
 from ..conditioning.text import TextConditioner
 from ..config import Config, ConfigError, check, register_config
 from ..diffusion import EDMDenoiser, NoiseScheduleConfig, get_sampler
 from ..diffusion.guidance import check_interval
-from ..hub import DEFAULT_MODEL_DIR, load_component, resolve_pretrained, save_component
+from ..hub import CONFIG_NAME, DEFAULT_MODEL_DIR, load_component, resolve_pretrained, save_component
 from ..models.unet_mel import UNetMel
 from ..models.vocoder import BUILTIN_VOCODERS, VOCODER_FOLDER, HiFiGAN, check_mel_match, load_vocoder
 from . import variations
@@ -33,6 +35,7 @@ from .base import (
 )
 
 PIPELINE_CONFIG = "pipeline.json"
+SOUND_LENGTH_FOLDER = "sound_length"
 
 
 @register_config
@@ -89,15 +92,25 @@ class TextToAudioPipeline:
     """
 
     def __init__(self, unet: UNetMel, text: TextConditioner, vocoder: nn.Module,
-                 config: TextToAudioConfig | None = None):
+                 config: TextToAudioConfig | None = None, sound_length: SoundLengthHead | None = None):
         self.config = config = config or TextToAudioConfig()
         if unet.config.n_mels != config.mel.n_mels:
             raise ConfigError(f"the UNet takes {unet.config.n_mels} mels, the pipeline's mel has {config.mel.n_mels}")
         check_text_width(unet, text)
         check_mel_match(vocoder.mel_config, config.mel)
+        if sound_length is not None:
+            if not unet.config.timing_channels:
+                raise ConfigError("a sound length head needs a UNet with a timing input (timing_channels = 1); "
+                                  "this UNet has none: leave sound_length unset")
+            if sound_length.config.dim != text.config.dim:
+                raise ConfigError(f"the sound length head takes {sound_length.config.dim}-d text embeddings, "
+                                  f"the text conditioner gives {text.config.dim}-d")
+            sound_length = sound_length.eval()
         self.unet = unet.eval()
         self.text = text.eval()
         self.vocoder = vocoder.eval()
+        # Kept on the CPU in float32 whatever the pipeline's device: 385 weights.
+        self.sound_length = sound_length
         self.denoiser = EDMDenoiser(self.unet, sigma_data=config.schedule.sigma_data)
         self._set_memory_format()
 
@@ -129,7 +142,10 @@ class TextToAudioPipeline:
             vocoder = load_vocoder(config.vocoder, mel_config=config.mel)
         else:
             vocoder = load_vocoder(folder / config.vocoder, mel_config=config.mel)
-        return cls(unet, text, vocoder, config).to(device, dtype)
+        sound_length = None
+        if (folder / SOUND_LENGTH_FOLDER / CONFIG_NAME).is_file():
+            sound_length = load_component(folder / SOUND_LENGTH_FOLDER, expected=SoundLengthHead)
+        return cls(unet, text, vocoder, config, sound_length).to(device, dtype)
 
     def save_pretrained(self, folder: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
         """Write the pipeline folder; ``dtype=torch.float16`` halves its size."""
@@ -137,6 +153,8 @@ class TextToAudioPipeline:
         folder.mkdir(parents=True, exist_ok=True)
         save_component(self.unet, folder / "unet", dtype=dtype)
         save_component(self.text, folder / "text", dtype=dtype)
+        if self.sound_length is not None:
+            save_component(self.sound_length, folder / SOUND_LENGTH_FOLDER)  # float32 whatever dtype
         config = self.config
         if isinstance(self.vocoder, HiFiGAN) and config.vocoder not in BUILTIN_VOCODERS:
             save_component(self.vocoder, folder / VOCODER_FOLDER, dtype=dtype)
@@ -182,7 +200,7 @@ class TextToAudioPipeline:
         """``sound_s`` (one value for every item or one per item) as one checked number per item."""
         if not self.unet.config.timing_channels:
             raise ValueError("sound_s needs a model trained with a timing input (unet timing_channels = 1); "
-                             "this model has none: leave sound_s unset")
+                             "this model has none: leave sound_s unset or 'auto'")
         values = [sound_s] * batch if isinstance(sound_s, (int, float, str)) else list(sound_s)
         if len(values) != batch:
             raise ValueError(f"sound_s has {len(values)} values for {batch} items; give one, or one per item")
@@ -191,11 +209,22 @@ class TextToAudioPipeline:
             try:
                 v = float(v)
             except (TypeError, ValueError):
-                raise ValueError(f"sound_s must be a number of seconds, got {v!r}") from None
+                raise ValueError(f"sound_s must be a number of seconds, 'auto' or None, got {v!r}") from None
             if not 0 < v <= duration_s:
                 raise ValueError(f"sound_s must be in (0, duration_s] = (0, {duration_s:g}] s, got {v:g}")
             seconds.append(v)
         return seconds
+
+    @torch.inference_mode()
+    def predict_sound_s(self, prompt: str | Sequence[str], duration_s: float | None = None) -> list[float] | None:
+        """Seconds of sound the model's length head gives each prompt for clips of ``duration_s``
+        (default: the model's; see ``SoundLengthHead.seconds``), or None when the model has no
+        head (``sound_s="auto"`` then leaves the length to the model)."""
+        if self.sound_length is None:
+            return None
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        duration_s = self.config.default_duration_s if duration_s is None else duration_s
+        return self.sound_length.seconds(self.text(prompts).pooled, duration_s)
 
     def generate_mel(
         self,
@@ -214,7 +243,7 @@ class TextToAudioPipeline:
         sigmas: torch.Tensor | None = None,
         sampler_options: dict | None = None,
         guidance_interval: tuple[float, float] | None = None,
-        sound_s: float | Sequence[float] | None = None,
+        sound_s: float | Sequence[float] | str | None = "auto",
     ) -> tuple[torch.Tensor, Request]:
         """Sample normalised log-mels (B, 1, n_mels, N); the building block of every mode."""
         req = resolve_request(self.config, prompt, negative_prompt, duration_s, num_steps, guidance_scale,
@@ -225,9 +254,13 @@ class TextToAudioPipeline:
         cond, uncond = encode_request(self.text, req, self.unet)
         frames = self.frame_condition(len(req.prompts), n_frames) if frames is None else frames
         cond.frames = uncond.frames = frames
+        from_prompt = isinstance(sound_s, str) and sound_s == "auto"
+        if from_prompt:
+            sound_s = None if self.sound_length is None else self.sound_length.seconds(cond.pooled, req.duration_s)
         if sound_s is not None:
             seconds = self.check_sound_s(sound_s, req.duration_s, len(req.prompts))
             req.sound_s = seconds[0] if len(set(seconds)) == 1 else seconds
+            req.sound_s_from = "prompt" if from_prompt else "caller"
             # Both branches: guidance steers towards the prompt, not towards a length.
             cond.sound_frames = uncond.sound_frames = (
                 torch.tensor(seconds, device=self.device) * (mel.sample_rate / mel.hop_length))
@@ -265,7 +298,7 @@ class TextToAudioPipeline:
         progress: bool = False,
         callback: Callable[[dict], None] | None = None,
         guidance_interval: tuple[float, float] | None = None,
-        sound_s: float | Sequence[float] | None = None,
+        sound_s: float | Sequence[float] | str | None = "auto",
     ) -> AudioOutput:
         """Generate ``batch_size`` clips per prompt; returns waveforms of exactly ``duration_s``.
 
@@ -278,8 +311,10 @@ class TextToAudioPipeline:
             sigma_hi, the others cost half; None = the model's default (config.guidance_interval),
             (0, inf) = every step.
         sound_s: seconds of sound from the start of the clip, then silence (a one-shot effect
-            in a longer clip), for every item or one value per item; None = the model decides.
-            Needs a model with a timing input.
+            in a longer clip), for every item or one value per item (needs a model with a timing
+            input); "auto" (default) = predicted from the prompt by the model's sound length head
+            (``predict_sound_s``; settings["sound_s_from"] says "prompt"), or left to the model
+            when it has none; None = left to the model.
         """
         mel, req = self.generate_mel(prompt, negative_prompt, duration_s, num_steps, guidance_scale,
                                      sampler, seed, batch_size, progress, callback,

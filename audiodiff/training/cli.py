@@ -1,4 +1,4 @@
-"""``audiodiff train``, ``train-vocoder`` and ``export``: thin layers over :mod:`audiodiff.training`.
+"""``audiodiff train``, ``train-vocoder``, ``export`` and ``fit-length``: thin layers over :mod:`audiodiff.training`.
 
 This module only builds argparse parsers at import time; torch and the trainer are imported when a
 command runs, so ``audiodiff --help`` stays fast.
@@ -45,8 +45,44 @@ def _cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {out} ({'raw' if args.raw else 'EMA'} weights{', fp16' if args.fp16 else ''})")
 
 
+def _cmd_fit_length(args: argparse.Namespace) -> None:
+    import json
+    from pathlib import Path
+
+    from ..conditioning.length import SoundLengthConfig, fit_sound_length
+    from ..config import atomic_write_text
+    from ..hub import save_component
+    from ..pipelines.text_to_audio import PIPELINE_CONFIG, SOUND_LENGTH_FOLDER, TextToAudioPipeline
+    from .config import DataConfig
+    from .data import load_entries
+
+    folder = Path(args.model)
+    if not (folder / PIPELINE_CONFIG).is_file():
+        raise FileNotFoundError(f"{folder} has no {PIPELINE_CONFIG}: fit-length writes into a local text-to-audio "
+                                "model folder (e.g. one written by `audiodiff export`)")
+    pipe = TextToAudioPipeline.from_pretrained(folder)
+    if not pipe.unet.config.timing_channels:
+        raise ValueError(f"{folder}'s UNet has no timing input (timing_channels = 0), so a predicted sound length "
+                         "would have nothing to tell; fine-tune one with configs/timing_finetune.toml first")
+    data = DataConfig(manifest=args.manifest or "", folder=args.folder or "", features=args.features or "")
+    entries = load_entries(data)
+    config = SoundLengthConfig(dim=pipe.text.config.dim, max_s=args.max_s, fill_s=args.fill_s)
+    head, report = fit_sound_length(entries, lambda captions: pipe.text.encoder.encode(captions)[2], config,
+                                    ridge=args.ridge, train_split=args.train_split, valid_split=args.valid_split)
+    print(report.summary())
+    if args.dry_run:
+        return
+    out = save_component(head, folder / SOUND_LENGTH_FOLDER)
+    atomic_write_text(out / "fit.json", json.dumps(
+        {"data": args.manifest or args.folder or args.features, "ridge": args.ridge, **vars(report)}, indent=1) + "\n")
+    probe = ["a single short beep", "heavy rain falling on a roof"]
+    pipe.sound_length = head
+    print(f"wrote {out}; in {pipe.config.default_duration_s:g} s clips: "
+          + ", ".join(f"{p!r} {s:g} s" for p, s in zip(probe, pipe.predict_sound_s(probe))))
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``train``, ``train-vocoder`` and ``export`` sub-commands to the audiodiff CLI."""
+    """Add the ``train``, ``train-vocoder``, ``export`` and ``fit-length`` sub-commands to the audiodiff CLI."""
     for name, task in (("train", None), ("train-vocoder", "vocoder")):
         if task is None:
             help_text = "train or fine-tune a model (resumes an existing run directory)"
@@ -83,3 +119,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="a checkpoint folder of the run (default: its latest)")
     p.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
     p.set_defaults(func=_cmd_export)
+
+    p = subparsers.add_parser(
+        "fit-length", help="fit a model's sound length head: prompt -> seconds of sound",
+        description="Fit the sound length head of a model with a timing input on training clips' captions and "
+                    "durations (a ridge regression of log seconds on the pooled text embedding; seconds) and "
+                    "write it into MODEL/sound_length, so that generation's default sound_s='auto' tells the "
+                    "model how long each prompt's sound should last. Reports the error on the valid split.")
+    p.add_argument("model", help="a local model folder (pipeline.json, unet/, text/, ...)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--features", help="a feature cache or compact export folder (what the model trained on)")
+    src.add_argument("--manifest", help="a JSONL manifest")
+    src.add_argument("--folder", help="a folder of audio + captions")
+    p.add_argument("--ridge", type=float, default=1.0, help="L2 penalty of the regression (default 1)")
+    p.add_argument("--max-s", type=float, default=10.0, help="longest length predicted, in seconds (default 10)")
+    p.add_argument("--fill-s", type=float, default=None,
+                   help="predictions of at least this many seconds fill the clip; set it to the training crop "
+                        "of the model's timing input (data.crop_s), the longest sound end it has seen "
+                        "(default: none)")
+    p.add_argument("--train-split", default="train")
+    p.add_argument("--valid-split", default="valid")
+    p.add_argument("--dry-run", action="store_true", help="fit and report, write nothing")
+    p.set_defaults(func=_cmd_fit_length)

@@ -179,4 +179,8 @@ def test_bundled_default_model_loads_offline_and_stays_small():
     assert pipe.unet.config.timing_channels == 1
     told = pipe("a door slam", duration_s=0.5, sound_s=0.25, num_steps=2, seed=0)
     assert told.settings["sound_s"] == 0.25 and not torch.equal(told.waveforms, pipe(
-        "a door slam", duration_s=0.5, num_steps=2, seed=0).waveforms)
+        "a door slam", duration_s=0.5, num_steps=2, seed=0, sound_s=None).waveforms)
+    # v0.6 has a sound length head: by default a beep is told it is short, rain fills the clip.
+    beep, rain = pipe.predict_sound_s(["a single short beep", "heavy rain falling on a roof"], 5.0)
+    assert 0.1 <= beep <= 2.0 and rain == 5.0, (beep, rain)
+    assert pipe("a single short beep", duration_s=2.0, num_steps=1, seed=0).settings["sound_s_from"] == "prompt"

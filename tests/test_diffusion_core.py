@@ -325,6 +325,39 @@ def test_cfg_limited_interval_guides_only_inside():
             cfg_denoise(den, cond, uncond, 4.0, interval=bad)
 
 
+def test_cfg_decides_guided_steps_on_the_host(monkeypatch):
+    """The samplers hand the guidance wrapper sigma as a Python float, so whether a step is
+    guided is decided without reading a tensor back (on a GPU, a sync per step); the result is
+    the one of the tensor path. Any tensor -> bool / item inside sampling fails this test (the
+    schedule itself is read once, on the CPU, before the loop)."""
+    from audiodiff.diffusion import get_sampler
+    from audiodiff.diffusion.schedules import karras_sigmas
+
+    cond, uncond = _conds()
+    den = CountingDenoiser()
+    guided = cfg_denoise(den, cond, uncond, 4.0, interval=(0.5, 2.0))
+    assert guided.takes_float_sigma
+    sigmas = karras_sigmas(6, sigma_min=0.05, sigma_max=10.0)
+    x = torch.randn(3, 2, 7, generator=torch.Generator().manual_seed(1)) * 10.0
+    tensor_path = lambda x, sigma: guided(x, sigma)  # noqa: E731  (no takes_float_sigma: gets tensors)
+    reference = get_sampler("dpmpp_2m")(tensor_path, x, sigmas)
+
+    def no_read(*_):
+        raise AssertionError("a tensor was read back on the host during sampling")
+
+    den.batches.clear()
+    with monkeypatch.context() as m:
+        m.setattr(torch.Tensor, "__bool__", no_read)
+        m.setattr(torch.Tensor, "item", no_read)
+        out = get_sampler("dpmpp_2m")(guided, x, sigmas)
+    assert torch.equal(out, reference)
+    inside = [0.5 < s <= 2.0 for s in sigmas[:-1].tolist()]
+    assert any(inside) and not all(inside)
+    assert den.batches == [6 if i else 3 for i in inside]
+    # Called directly with a float, it is the tensor call.
+    assert torch.equal(guided(x, 1.0), guided(x, torch.full((3,), 1.0)))
+
+
 def test_cfg_rejects_bad_scales_and_batches():
     cond, uncond = _conds()
     for bad in (float("nan"), float("inf"), -float("inf"), "high", True):

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 
 from audiodiff.conditioning.base import Conditioning
+from audiodiff.diffusion.samplers import sigma_batch
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, Conditioning], torch.Tensor]
 
@@ -77,7 +78,9 @@ def cfg_denoise(
     interval: (lo, hi): guide only where lo < sigma <= hi, elsewhere the conditional prediction
         alone (w = 1); None guides at every sigma. A batch whose items have different sigmas is
         guided wherever any of them is inside.
-    Returns: a callable x (B, ...), sigma (B,) -> (B, ...).
+    Returns: a callable x (B, ...), sigma (B,) -> (B, ...). It also takes sigma as a Python
+    float (``takes_float_sigma``: the samplers pass theirs so): the interval is then tested on
+    the host, where a tensor sigma on a GPU would be read back (a sync) at every step.
     """
     scale = _check_scale(guidance_scale)
     interval = check_interval(interval)
@@ -88,14 +91,20 @@ def cfg_denoise(
         return lambda x, sigma: denoiser(x, sigma, uncond)
     both = Conditioning.cat([cond, uncond])
 
-    def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        sigma = torch.as_tensor(sigma, device=x.device)
-        if sigma.ndim == 0:
-            sigma = sigma.expand(x.shape[0])
-        if interval is not None and not ((sigma > interval[0]) & (sigma <= interval[1])).any():
+    def denoise(x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+        if isinstance(sigma, (int, float)):
+            guided = interval is None or interval[0] < sigma <= interval[1]
+            sigma = sigma_batch(float(sigma), x)
+        else:
+            sigma = torch.as_tensor(sigma, device=x.device)
+            if sigma.ndim == 0:
+                sigma = sigma.expand(x.shape[0])
+            guided = interval is None or bool(((sigma > interval[0]) & (sigma <= interval[1])).any())
+        if not guided:
             return denoiser(x, sigma, cond)
         out = denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), both)
         d_cond, d_uncond = out.chunk(2)
         return d_uncond + scale * (d_cond - d_uncond)
 
+    denoise.takes_float_sigma = True
     return denoise

@@ -9,7 +9,9 @@ denoise: ``denoise(x, sigma) -> x0_hat``, x (B, ...) and sigma (B,); it returns 
     (:func:`audiodiff.diffusion.guidance.cfg_denoise`), conditioning, and inpainting, which
     replaces the known region of ``x0_hat`` by the known audio (every update below is
     ``x_next = x0_hat + sigma_next * (...)``, so the known region then follows the right noise
-    level at every step).
+    level at every step). A denoise whose ``takes_float_sigma`` attribute is True gets sigma as
+    a Python float instead and makes the tensor itself (:func:`sigma_batch`): the guidance
+    wrapper, which decides on the host whether a step is guided.
 x: the initial sample, already at noise level ``sigmas[0]`` (``sigmas[0] * noise``, or a noised
     input for audio-to-audio), any layout with the batch first.
 sigmas: (num_steps + 1,) strictly decreasing, >= 0, normally ending in 0 (see ``schedules.py``); any
@@ -60,14 +62,15 @@ def _sigma_list(sigmas: torch.Tensor | Sequence[float]) -> list[float]:
     return out
 
 
-def _sigma_batch(sigma: float, x: torch.Tensor) -> torch.Tensor:
-    # float32 (float64 for float64 x) even when x is bf16/fp16: sigma feeds log() and c_* terms.
+def sigma_batch(sigma: float, x: torch.Tensor) -> torch.Tensor:
+    """(B,) sigma on x's device, filled there from the host number (no transfer, no sync);
+    float32 (float64 for float64 x) even when x is bf16/fp16: sigma feeds log() and c_* terms."""
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     return torch.full((x.shape[0],), sigma, device=x.device, dtype=dtype)
 
 
 def _denoised(denoise: Denoise, x: torch.Tensor, sigma: float) -> torch.Tensor:
-    out = denoise(x, _sigma_batch(sigma, x))
+    out = denoise(x, sigma if getattr(denoise, "takes_float_sigma", False) else sigma_batch(sigma, x))
     if out.shape != x.shape:
         raise ValueError(f"denoise returned shape {tuple(out.shape)} for input {tuple(x.shape)}")
     return out.to(x.dtype)

@@ -123,7 +123,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "fit-length", help="fit a model's sound length head: prompt -> seconds of sound",
         description="Fit the sound length head of a model with a timing input on training clips' captions and "
-                    "durations (a ridge regression of log seconds on the pooled text embedding; seconds) and "
+                    "durations (a closed-form ridge regression of log seconds on the pooled text embedding, "
+                    "seconds to fit) and "
                     "write it into MODEL/sound_length, so that generation's default sound_s='auto' tells the "
                     "model how long each prompt's sound should last. Reports the error on the valid split.")
     p.add_argument("model", help="a local model folder (pipeline.json, unet/, text/, ...)")

@@ -87,6 +87,10 @@ def test_fit_needs_training_clips_and_a_matching_encoder():
         fit_sound_length(_entries(), _encode(text), SoundLengthConfig(dim=384))
     with pytest.raises(ValueError, match="ridge must be"):
         fit_sound_length(_entries(), _encode(text), SoundLengthConfig(dim=text.config.dim), ridge=-1.0)
+    # No penalty and fewer captions than features: the least-norm fit, still a usable head.
+    head, _ = fit_sound_length(_entries()[:2], _encode(text), SoundLengthConfig(dim=text.config.dim), ridge=0.0)
+    with torch.no_grad():
+        assert torch.allclose(head(_encode(text)(["a short click"])), torch.tensor([0.3]), rtol=0.1)
 
 
 def test_seconds_clamps_rounds_and_fills():

@@ -83,13 +83,18 @@ class SoundLengthHead(nn.Module):
 
 def ridge_fit(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, ridge: float) -> tuple[torch.Tensor, float]:
     """Weighted ridge regression with an unpenalised intercept, in float64:
-    argmin_w,b sum_i weights_i (x_i w + b - y_i)^2 + ridge |w|^2. Returns (w (D,), b)."""
+    argmin_w,b sum_i weights_i (x_i w + b - y_i)^2 + ridge |w|^2 (ridge 0: the least-norm
+    minimiser, also when there are fewer samples than features). Returns (w (D,), b)."""
     x, y, weights = x.double(), y.double(), weights.double()
     share = weights / weights.sum()
     x_mean, y_mean = share @ x, share @ y
     xc, yc = x - x_mean, y - y_mean
     gram = xc.T @ (weights[:, None] * xc) + ridge * torch.eye(x.shape[1], dtype=torch.float64)
-    w = torch.linalg.solve(gram, xc.T @ (weights * yc))
+    rhs = xc.T @ (weights * yc)
+    if ridge > 0:  # positive definite
+        w = torch.linalg.solve(gram, rhs)
+    else:  # may be singular (fewer samples than features): the least-norm solution
+        w = torch.linalg.lstsq(gram, rhs[:, None], driver="gelsd").solution[:, 0]
     return w, float(y_mean - x_mean @ w)
 
 

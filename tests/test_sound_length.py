@@ -211,3 +211,24 @@ def test_generate_command_reports_the_predicted_length(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_main(args + ["--sound-s", "long"])
     assert "expected a number of seconds, 'auto' or 'none'" in capsys.readouterr().err
+
+
+def test_export_without_the_runs_data_warns_and_ships_no_head(tmp_path):
+    """The export fits the head on the run's clips when it can read them (tested end to end in
+    test_training_features.py); elsewhere it says how to fit one and records why it did not."""
+    from audiodiff.training.config import train_config_from_dict
+    from audiodiff.training.tasks import build_task
+    from audiodiff.training.testing import tiny_train_dict
+    from audiodiff.training.trainer import _export_sound_length
+
+    raw = tiny_train_dict(tmp_path / "run", tmp_path / "gone")
+    raw["task"]["unet"]["timing_channels"] = 1
+    config = train_config_from_dict(raw)
+    task = build_task(config.task)
+    out = task.export(tmp_path / "model")
+    with pytest.warns(UserWarning, match="no sound length head fitted .* `audiodiff fit-length"):
+        record = _export_sound_length(config, task, out)
+    assert "skipped" in record and not (out / "sound_length").exists()
+    raw["task"]["unet"]["timing_channels"] = 0  # nothing to fit for a model without a timing input
+    plain = train_config_from_dict(raw)
+    assert _export_sound_length(plain, build_task(plain.task), out) is None

@@ -115,7 +115,12 @@ def test_gpu_script_dry_run_on_cpu(export, tmp_path):
     assert any((out / "run" / "checkpoints").glob("step_*"))
     training = json.loads((out / "model" / "training.json").read_text())
     assert training["step"] == summary["step"]
-    assert TextToAudioPipeline.from_pretrained(out / "model").unet.config.timing_channels == 1
+    pipe = TextToAudioPipeline.from_pretrained(out / "model")
+    assert pipe.unet.config.timing_channels == 1
+    # The export fitted the sound length head on the run's clips; the crop fills the clip.
+    assert pipe.sound_length is not None and pipe.sound_length.config.fill_s == 0.5
+    assert training["sound_length"]["train_clips"] == 10 and training["sound_length"]["valid_clips"] == 2
+    assert pipe("a tone", duration_s=0.4, num_steps=1).settings["sound_s_from"] == "prompt"
     # a second call resumes the run where it stopped
     proc = subprocess.run(cmd, env={**_env(), "OUT": str(out)}, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]

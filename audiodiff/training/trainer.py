@@ -45,7 +45,7 @@ from .checkpoint import (
     unflatten_optimizer_state,
 )
 from .config import TrainConfig, config_diff
-from .data import ClipDataset, PositionSampler, collate, derive_seed, load_entries
+from .data import ClipDataset, PositionSampler, collate, derive_seed, load_entries, load_text_cache
 from .ema import EMA
 from .monitor import RunLogger
 from .tasks import Task, build_task, task_class
@@ -497,10 +497,44 @@ def export_run(run_dir: str | Path, out_dir: str | Path, dtype: torch.dtype | No
     for module in task.modules.values():
         module.eval()
     out = task.export(out_dir, dtype=dtype)
-    atomic_write_text(Path(out) / "training.json", json.dumps(
-        {"run_dir": str(run_dir.resolve()), "checkpoint": path.name, "step": state["step"],
-         "samples_seen": state["samples_seen"], "weights": part}, indent=1) + "\n")
+    record = {"run_dir": str(run_dir.resolve()), "checkpoint": path.name, "step": state["step"],
+              "samples_seen": state["samples_seen"], "weights": part}
+    length = _export_sound_length(config, task, Path(out))
+    if length is not None:
+        record["sound_length"] = length
+    atomic_write_text(Path(out) / "training.json", json.dumps(record, indent=1) + "\n")
     return Path(out)
+
+
+def _export_sound_length(config: TrainConfig, task: Task, out: Path) -> dict | None:
+    """A text-to-audio UNet with a timing input gets its sound length head (``sound_s="auto"``)
+    fitted on the run's own clips and captions, predictions of a crop or more filling the clip.
+    Returns what was done (for training.json), or None for models without a timing input."""
+    from ..conditioning.length import SoundLengthConfig, fit_sound_length
+    from ..conditioning.text import TextConditioner
+    from ..hub import save_component
+    from ..pipelines.text_to_audio import SOUND_LENGTH_FOLDER
+
+    net, text = getattr(task, "net", None), getattr(config.task, "text", None)
+    if text is None or not getattr(getattr(net, "config", None), "timing_channels", 0) or \
+            not (out / "pipeline.json").is_file():
+        return None
+    try:
+        entries = load_entries(config.data)
+        if config.data.text_cache:
+            table = load_text_cache(config.data.text_cache, text)
+            encode = lambda captions: torch.stack([table[c][1] for c in captions])  # noqa: E731
+        else:
+            encoder = TextConditioner(text).encoder
+            encode = lambda captions: encoder.encode(captions)[2]  # noqa: E731
+        head, report = fit_sound_length(entries, encode, SoundLengthConfig(dim=text.dim, fill_s=config.data.crop_s),
+                                        train_split=config.data.train_split, valid_split=config.data.valid_split)
+    except (OSError, ValueError, KeyError) as err:  # e.g. the data is not on this machine
+        warnings.warn(f"export: no sound length head fitted ({type(err).__name__}: {err}); fit one with "
+                      f"`audiodiff fit-length {out} --manifest|--folder|--features ...`", stacklevel=2)
+        return {"skipped": f"{type(err).__name__}: {err}"}
+    save_component(head, out / SOUND_LENGTH_FOLDER)
+    return {"fill_s": config.data.crop_s, **dataclasses.asdict(report)}
 
 
 def _check_text_cache(path: str, task) -> None:

@@ -83,8 +83,9 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
 def sound_seconds(text: str) -> float | str | None:
     """--sound-s: a number of seconds, 'auto' or 'none'."""
-    if text.strip().lower() in ("auto", "none"):
-        return None if text.strip().lower() == "none" else "auto"
+    word = text.strip().lower()
+    if word in ("auto", "none"):
+        return None if word == "none" else "auto"
     try:
         return float(text)
     except ValueError:

@@ -200,7 +200,7 @@ class Request:
     sampler: str
     guidance_interval: tuple[float, float] | None = None  # None: guided at every step
     sound_s: float | list[float] | None = None  # seconds of sound, then silence (timing input)
-    sound_s_from: str | None = None  # "caller" or "prompt" (predicted by the sound length head)
+    sound_s_from: str = "caller"  # or "prompt" (predicted by the sound length head)
 
     def settings(self) -> dict[str, Any]:
         interval = None if self.guidance_interval is None else list(self.guidance_interval)
@@ -208,7 +208,7 @@ class Request:
                    guidance_interval=interval, sampler=self.sampler, negative_prompts=self.negatives)
         if self.sound_s is not None:
             out["sound_s"] = self.sound_s
-            out["sound_s_from"] = self.sound_s_from or "caller"
+            out["sound_s_from"] = self.sound_s_from
         return out
 
 

@@ -260,7 +260,8 @@ class TextToAudioPipeline:
         if sound_s is not None:
             seconds = self.check_sound_s(sound_s, req.duration_s, len(req.prompts))
             req.sound_s = seconds[0] if len(set(seconds)) == 1 else seconds
-            req.sound_s_from = "prompt" if from_prompt else "caller"
+            if from_prompt:
+                req.sound_s_from = "prompt"
             # Both branches: guidance steers towards the prompt, not towards a length.
             cond.sound_frames = uncond.sound_frames = (
                 torch.tensor(seconds, device=self.device) * (mel.sample_rate / mel.hop_length))

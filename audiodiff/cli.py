@@ -56,7 +56,7 @@ def write_outputs(result, output: str) -> None:
 def load_pipeline(args: argparse.Namespace):
     from .pipelines import TextToAudioPipeline
 
-    return TextToAudioPipeline.from_pretrained(args.model, device=args.device)
+    return TextToAudioPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
@@ -77,8 +77,11 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         values = s["sound_s"] if isinstance(s["sound_s"], list) else [s["sound_s"]]
         sound = (f", sound {'/'.join(f'{v:g}' for v in values)} s"
                  + (" predicted from the prompt" if s["sound_s_from"] == "prompt" else ""))
+    from .pipelines.base import dtype_name, module_dtype
+
+    weights = dtype_name(module_dtype(pipe.unet))
     print(f"{len(result)} clip(s) in {time.perf_counter() - start:.1f} s "
-          f"({s['sampler']}, {s['num_steps']} steps, guidance {s['guidance_scale']:g}{sound})")
+          f"({s['sampler']}, {s['num_steps']} steps, guidance {s['guidance_scale']:g}, {weights}{sound})")
 
 
 def sound_seconds(text: str) -> float | str | None:
@@ -104,7 +107,16 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--negative", default=None, help="negative prompt: what to steer away from")
     p.add_argument("--model", default=None, help="model folder or hub id (default: the bundled model)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: cpu)")
+    add_dtype_arg(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def add_dtype_arg(p: argparse.ArgumentParser) -> None:
+    from .config import DTYPE_NAMES
+
+    p.add_argument("--dtype", default="auto", choices=DTYPE_NAMES,
+                   help="weights of the denoiser and vocoder; 'auto' (default): bf16 on CPUs with native "
+                        "bf16 (AVX512-BF16, AMX), ~1.6x faster; fp32 elsewhere")
 
 
 def build_parser() -> argparse.ArgumentParser:

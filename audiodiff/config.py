@@ -195,3 +195,8 @@ def check(condition: bool, message: str) -> None:
     """Raise ConfigError(message) unless condition holds: used by ``__post_init__`` validators."""
     if not condition:
         raise ConfigError(message)
+
+
+# Names a pipeline's weights dtype may be given by (``from_pretrained(dtype=...)``, ``--dtype``);
+# resolved in audiodiff.pipelines.base.resolve_dtype. Here so the CLI can list them without torch.
+DTYPE_NAMES = ("auto", "fp32", "bf16", "fp16")

@@ -11,7 +11,9 @@ Each variant changes one thing against the one before, and the variants are time
   results to float rounding; what the library does on the CPU now);
 * ``+interval``: guidance limited to ``--interval`` (one forward of 1 item instead of 2 outside);
 * ``+steps N``: ``--fewer-steps`` steps;
-* ``defaults``: no overrides at all: whatever the bundled pipeline's config says.
+* ``defaults``: no overrides at all: whatever the bundled pipeline's config says, float32 weights;
+* ``+bf16``: the defaults with the denoiser and vocoder in bf16 (the vocoder's last stage float32),
+  what ``--dtype auto`` (the CLI's default) picks on CPUs with native bf16 (AVX512-BF16, AMX).
 
 Also the cold start: ``audiodiff generate PROMPT -o OUT.wav`` in a fresh process (wall time and
 peak RSS from ``/usr/bin/time``), the way a new user meets it.
@@ -54,6 +56,7 @@ def variants(args) -> dict[str, dict]:
         f"+steps {args.fewer_steps}": {"fast_layout": True,
                                        "kw": {"num_steps": args.fewer_steps, "guidance_interval": interval}},
         "defaults": {"fast_layout": True, "kw": {}},
+        "+bf16": {"fast_layout": True, "kw": {}, "dtype": "bf16"},
     }
 
 
@@ -112,26 +115,30 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     from audiodiff.pipelines import TextToAudioPipeline
 
-    pipe = TextToAudioPipeline.from_pretrained(args.model)
     table = variants(args)
     names = args.variants or list(table)
     unknown = sorted(set(names) - set(table))
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; known: {list(table)}")
+    dtypes = sorted({table[n].get("dtype", "fp32") for n in names})
+    pipes = {d: TextToAudioPipeline.from_pretrained(args.model, dtype=d) for d in dtypes}
     records = []
     with torch.inference_mode():
         for duration in args.durations:
             times: dict[str, list[dict]] = {n: [] for n in names}
             for n in names:  # warm-up (first-call allocations, oneDNN primitive caches)
+                pipe = pipes[table[n].get("dtype", "fp32")]
                 set_layout(pipe, table[n]["fast_layout"])
                 run_once(pipe, duration, table[n]["kw"])
             for _ in range(args.repeats):
                 for n in names:
+                    pipe = pipes[table[n].get("dtype", "fp32")]
                     set_layout(pipe, table[n]["fast_layout"])
                     times[n].append(run_once(pipe, duration, table[n]["kw"]))
             for n in names:
                 runs = times[n]
-                rec = {"variant": n, "duration_s": duration, "steps": runs[0]["steps"],
+                rec = {"variant": n, "dtype": table[n].get("dtype", "fp32"), "duration_s": duration,
+                       "steps": runs[0]["steps"],
                        "guidance_interval": runs[0]["guidance_interval"],
                        **{f"median_{k}": statistics.median(r[k] for r in runs)
                           for k in ("total_s", "sampling_s", "vocoder_s")},
@@ -140,7 +147,8 @@ def main(argv: list[str] | None = None) -> dict:
                 records.append(rec)
                 print(f"{duration:4.0f} s  {n:>14}: {rec['median_total_s']:6.2f} s "
                       f"(sampling {rec['median_sampling_s']:.2f}, vocoder {rec['median_vocoder_s']:.2f})", flush=True)
-    set_layout(pipe, True)
+    for pipe in pipes.values():
+        set_layout(pipe, True)
     cold = cold_start(args.model, args.cold_repeats) if args.cold_repeats else None
 
     base = {r["duration_s"]: r["median_total_s"] for r in records if r["variant"] == names[0]}
@@ -150,18 +158,21 @@ def main(argv: list[str] | None = None) -> dict:
         gi = "every step" if interval is None or interval[1] == float("inf") and interval[0] == 0 else \
             f"{interval[0]:g} < sigma <= {interval[1]:g}"
         r["speedup_vs_" + names[0]] = base[r["duration_s"]] / r["median_total_s"]
-        rows.append([r["variant"], r["duration_s"], r["steps"], gi, round(r["median_sampling_s"], 2),
+        rows.append([r["variant"], r["dtype"], r["duration_s"], r["steps"], gi, round(r["median_sampling_s"], 2),
                      round(r["median_vocoder_s"], 2), round(r["median_total_s"], 2), round(r["min_total_s"], 2),
                      round(r["duration_s"] / r["median_total_s"], 2), round(r[f"speedup_vs_{names[0]}"], 2)])
     info = machine_info("cpu")
+    from audiodiff.pipelines.base import resolve_dtype
+
+    auto_dtype = str(resolve_dtype("auto", "cpu") or torch.float32).removeprefix("torch.")
     md = (f"# CPU latency of the default pipeline, end to end\n\n{machine_line(info)}; {args.threads} threads; "
           f"model: {args.model or 'bundled'}; prompt {PROMPT!r}; median of {args.repeats} interleaved runs.\n\n"
-          + markdown_table(["variant", "audio s", "steps", "guidance", "sampling s", "vocoder s", "total s",
+          + markdown_table(["variant", "weights", "audio s", "steps", "guidance", "sampling s", "vocoder s", "total s",
                             "min s", "x real time", f"speed-up vs {names[0]}"], rows) + "\n")
     if cold:
         walls = ", ".join(f"{r['wall_s']:.1f}" for r in cold["runs"])
         md += (f"\nCold start, `audiodiff generate {PROMPT!r} -o out.wav` in a fresh process (5 s of audio, "
-               f"defaults): median {cold['median_wall_s']:.1f} s wall over {len(cold['runs'])} runs "
+               f"defaults, `--dtype auto` = {auto_dtype}): median {cold['median_wall_s']:.1f} s wall over {len(cold['runs'])} runs "
                f"({walls}), peak RSS {cold['peak_rss_mb']:.0f} MB.\n")
     payload = {"machine": info, "threads": args.threads, "model": args.model, "records": records, "cold_start": cold}
     json_path, md_path = write_results("cpu-latency", payload, md, args.out)

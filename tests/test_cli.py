@@ -30,3 +30,11 @@ def test_vocode_errors_are_one_line(tmp_path, capsys):
     assert main(["vocode", str(tmp_path / "bad.wav"), "-o", str(tmp_path / "o.wav")]) == 2
     assert "cannot read" in capsys.readouterr().err
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_generate_refuses_fp16_on_the_cpu(tmp_path, capsys):
+    out = tmp_path / "o.wav"
+    assert main(["generate", "rain", "-o", str(out), "--dtype", "fp16", "--device", "cpu", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "fp16 on the CPU" in err and "bf16" in err and "Traceback" not in err
+    assert not out.exists()

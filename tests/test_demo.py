@@ -137,6 +137,21 @@ def test_text_to_audio_handler_result_is_reproducible(runner):
     np.testing.assert_allclose(read(alone[0])[0], second, atol=1e-5)
 
 
+def test_reproduce_code_loads_the_demos_weights_dtype(tmp_path):
+    """A demo serving bf16 weights (what --dtype auto picks on some CPUs) says so in the code it
+    shows, and that code's pipeline gives the same clip."""
+    folder = tiny_text_to_audio_pipeline(seed=1).save_pretrained(tmp_path / "model")
+    bf16 = TextToAudioPipeline.from_pretrained(folder, dtype="bf16")
+    runner = DemoRunner(bf16, DemoLimits(), tmp_path / "work")
+    _, _, _, code, files = split(runner.text_to_audio("a bell", "", 0.5, *SAMPLING, 5, 1), runner.limits.max_batch)
+    assert "from_pretrained(MODEL_DIR, dtype='bf16')" in code
+    again = TextToAudioPipeline.from_pretrained(folder, dtype="bf16")("a bell", duration_s=0.5, num_steps=4,
+                                                                      guidance_scale=3.0, seed=5)
+    np.testing.assert_allclose(read(files[0])[0][0], again.waveforms[0, 0].numpy(), atol=1e-4)
+    fp32 = DemoRunner(TextToAudioPipeline.from_pretrained(folder), DemoLimits(), tmp_path / "work32")
+    assert "from_pretrained(MODEL_DIR)`" in split(fp32.text_to_audio("a bell", "", 0.5, *SAMPLING, 5, 1), 4)[3]
+
+
 def test_audio_handlers(runner, clips):
     out = split(runner.vary(clips["drums"], 0.5, "a drum loop", *SAMPLING, 3, 1), 4)
     assert_audio(out[4][0], 2.0)

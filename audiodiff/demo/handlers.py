@@ -20,6 +20,7 @@ import torch
 
 from ..audio import AudioError, MelSpectrogram, load_audio, save_audio
 from ..diffusion import SAMPLERS
+from ..pipelines.base import dtype_name, module_dtype
 from .media import spectrogram_image
 
 # Errors that name a problem with the request, never a bug: shown to the user as they are.
@@ -224,7 +225,8 @@ class DemoRunner:
         # Plain values (a path, or None for an unused player) keep the API simple for clients;
         # the page shows as many players as the "Clips" slider asks for.
         players = paths + [None] * (self.limits.max_batch - len(paths))
-        return [*players, image, settings, reproduce_markdown(method, call, out.seeds, source), paths]
+        weights = dtype_name(module_dtype(self.pipeline.unet)) if hasattr(self.pipeline, "unet") else "fp32"
+        return [*players, image, settings, reproduce_markdown(method, call, out.seeds, source, weights), paths]
 
     def _prune(self, max_age_s: float = 3600.0) -> None:
         """Drop served files older than an hour (gradio keeps its own copy while a page shows one)."""
@@ -237,13 +239,16 @@ class DemoRunner:
                 pass
 
 
-def reproduce_markdown(method: str, call: dict, seeds: list[int], source: dict | None) -> str:
-    """The Python call that regenerates item i of a result on its own (seed i, batch 1)."""
+def reproduce_markdown(method: str, call: dict, seeds: list[int], source: dict | None,
+                       weights: str = "fp32") -> str:
+    """The Python call that regenerates item i of a result on its own (seed i, batch 1), with
+    the pipeline loaded in the demo's weights dtype (``weights``: "fp32", "bf16", ...)."""
     kwargs = {k: v for k, v in call.items() if v is not None and k not in ("batch_size", "seed")}
     if source is not None:
         kwargs.pop("sample_rate", None)
     args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
     audio = f"{source['file']!r}, " if source is not None else ""
     lines = [f"out = {method}({audio}{args}, seed={s})  # item {i}" for i, s in enumerate(seeds)]
-    text = "Reproduce any item on its own (`pipe = TextToAudioPipeline.from_pretrained(MODEL_DIR)`):\n\n"
+    load = "MODEL_DIR" if weights == "fp32" else f"MODEL_DIR, dtype={weights!r}"
+    text = f"Reproduce any item on its own (`pipe = TextToAudioPipeline.from_pretrained({load})`):\n\n"
     return text + "```python\n" + "\n".join(lines) + "\n```"

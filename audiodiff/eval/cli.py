@@ -24,7 +24,8 @@ def _evaluate(args: argparse.Namespace) -> None:
                             real_per_category=args.real_per_category, duration_s=args.duration_s,
                             steps=args.steps, guidance=args.guidance, seed=args.seed, device=args.device,
                             cache_dir=args.cache_dir, progress=not args.quiet,
-                            guidance_interval=args.guidance_interval, sound_lengths=args.sound_lengths)
+                            guidance_interval=args.guidance_interval, sound_lengths=args.sound_lengths,
+                            dtype=args.dtype)
     json_path, md_path = write_report(report, args.output)
     print(markdown_report(report))
     print(f"wrote {json_path} and {md_path}")
@@ -32,6 +33,8 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` sub-command to the audiodiff CLI."""
+    from ..cli import add_dtype_arg
+
     p = subparsers.add_parser(
         "evaluate", help="score a text-to-audio model: label accuracy and Frechet distance to real clips",
         description="Generate clips for each evaluation category's held-out prompts, embed them and real "
@@ -58,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "'untold' lets the model decide; 'real' tells each clip the length of a real clip "
                         "of its category")
     p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    add_dtype_arg(p)
     p.add_argument("--data", action="append", default=None,
                    help="corpus folder holding */manifest.jsonl, or a manifest (repeatable; default data/corpora)")
     p.add_argument("--cache-dir", default=None, help="real-clip embedding cache (default ~/.cache/audiodiff/eval)")

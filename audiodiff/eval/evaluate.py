@@ -205,13 +205,15 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
                    guidance: float | None = None, seed: int = 0, device: str | None = None,
                    cache_dir: str | os.PathLike | None = None, k_neighbours: int = 3,
                    progress: bool = True, guidance_interval: tuple[float, float] | None = None,
-                   sound_lengths: str = "auto") -> dict:
+                   sound_lengths: str = "auto", dtype: str | None = "auto") -> dict:
     """Score a model (and/or an untrained baseline) against the real clips; returns the report dict.
 
     sound_lengths (models with a timing input): "auto" (the pipeline's default: lengths predicted
     from the prompt when the model has a sound length head, else the model decides), "untold"
     (the model decides) or "real" (each generated clip is told the length of a real clip of its
-    category, up to ``duration_s``, as a user who says how long the sound should be)."""
+    category, up to ``duration_s``, as a user who says how long the sound should be).
+    dtype: the model's weights, as ``TextToAudioPipeline.from_pretrained`` takes it ("auto": what
+    ``audiodiff generate`` uses on this machine); the report records what it resolved to."""
     if clips_per_category < 1 or real_per_category < 2:
         raise ValueError("need --clips-per-category >= 1 and --real-per-category >= 2")
     if sound_lengths not in SOUND_LENGTHS:
@@ -231,7 +233,7 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
     if model is not None or _bundled_model_present():
         from ..pipelines import TextToAudioPipeline
 
-        pipe = TextToAudioPipeline.from_pretrained(model, device=device)
+        pipe = TextToAudioPipeline.from_pretrained(model, device=device, dtype=dtype)
     if sound_lengths == "real" and (pipe is None or not pipe.unet.config.timing_channels):
         # Before the (minutes-long) embedding of the real clips.
         raise ValueError("--sound-lengths real needs a model with a timing input (unet timing_channels = 1)")
@@ -249,7 +251,8 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
                      "real_per_category": real_per_category, "duration_s": duration_s, "steps": steps,
                      "guidance": guidance, "guidance_interval": None if guidance_interval is None
                      else list(guidance_interval), "sound_lengths": sound_lengths, "seed": seed,
-                     "device": device or "cpu",
+                     "device": device or "cpu", "dtype": None if pipe is None
+                     else str(next(pipe.unet.parameters()).dtype).removeprefix("torch."),
                      "k_neighbours": k_neighbours, "data": [str(d) for d in data_dirs]},
         "embedder": EMBEDDER_VERSION, "taxonomy_version": TAXONOMY_VERSION,
         "host": platform.node(), "torch": torch.__version__,
@@ -309,7 +312,7 @@ def markdown_report(report: dict) -> str:
              f"{s['steps'] or 'default'}, guidance {s['guidance'] if s['guidance'] is not None else 'default'}"
              f"{'' if s.get('guidance_interval') is None else ' in sigma ' + str(tuple(s['guidance_interval']))}, "
              f"{_LENGTH_NOTES.get(s.get('sound_lengths'), '')}"
-             f"seed {s['seed']}), {real['clips']} real clips {real['by_split']}; embedding {report['embedder']}, "
+             f"seed {s['seed']}{', ' + s['dtype'] if s.get('dtype') else ''}), {real['clips']} real clips {real['by_split']}; embedding {report['embedder']}, "
              f"per-class {s['k_neighbours']}-NN (cosine) classifier over the real clips.", "",
              "| clips | n | top-1 | top-5 | Frechet distance to real | sounding fraction |",
              "|---|---|---|---|---|---|",

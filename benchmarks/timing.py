@@ -20,6 +20,8 @@ import time
 import numpy as np
 import torch
 
+from audiodiff.config import DTYPE_NAMES
+
 try:  # run as `python -m benchmarks.timing` or as `python benchmarks/timing.py`
     from benchmarks._common import (
         DEFAULT_OUT, machine_info, machine_line, markdown_table, named_models, write_results,
@@ -60,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=100, help="prompt i uses seed + i (default 100)")
     p.add_argument("--duration-s", type=float, default=4.0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--dtype", default="fp32", choices=DTYPE_NAMES,
+                   help="weights dtype (default fp32; 'auto' = what the CLI uses on this machine)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--name", default="timing", help="results file name (default timing)")
     args = p.parse_args(argv)
@@ -74,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     results: dict[str, dict] = {}
     for name, folder in models:
-        pipe = TextToAudioPipeline.from_pretrained(folder)
+        pipe = TextToAudioPipeline.from_pretrained(folder, dtype=args.dtype)
         lengths = [None] + (list(args.lengths) if pipe.unet.config.timing_channels else [])
         lengths += ["auto"] if pipe.sound_length is not None else []
         per_length = {}
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                          + [f"{s['sounding']:.2f}"])
     md = (f"# Timing input: {len(args.prompts)} prompts, {args.duration_s:g} s clips, default settings, seeds "
           f"{args.seed}-{args.seed + len(args.prompts) - 1} ({time.perf_counter() - start:.0f} s)\n\n"
-          f"{machine_line(info)}\n\nModels: " + ", ".join(f"{n} = `{f or 'bundled'}`" for n, f in models)
+          f"{machine_line(info)}; weights {args.dtype}\n\nModels: " + ", ".join(f"{n} = `{f or 'bundled'}`" for n, f in models)
           + "\n\n" + markdown_table(headers, table) + "\n\nEnd: when the last ~93 ms frame within 40 dB of "
           "the clip's loudest ends; sounding: share of such frames.\n")
     paths = write_results(args.name, {"machine": info, "models": dict(models), "duration_s": args.duration_s,

@@ -38,6 +38,7 @@ except ImportError:
     from _common import DEFAULT_OUT, machine_info, machine_line, markdown_table, mean_std, write_results  # type: ignore
 
 from audiodiff.audio import Chroma, MelSpectrogram, load_audio, peak_normalize
+from audiodiff.config import DTYPE_NAMES
 from audiodiff.pipelines import TextToAudioPipeline
 from audiodiff.pipelines.variations import melody_chroma
 
@@ -178,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="fp32", choices=DTYPE_NAMES,
+                    help="weights dtype (default fp32; 'auto' = what the CLI uses on this machine)")
     ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                     help="which tests to run (default: all)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -185,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    pipe = TextToAudioPipeline.from_pretrained(args.model, device=args.device)
+    pipe = TextToAudioPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
     mc, sr = pipe.config.mel, pipe.sample_rate
     clips = load_clips(args.manifest, args.clips, args.clip_s, sr, mc.hop_length, args.seed)
     gen = dict(num_steps=args.steps, seed=args.seed)
@@ -324,7 +327,7 @@ def report(res: dict, args, pipe) -> list[str]:
     n_var = len(res["clips"])
     md = [f"# Variations benchmark ({n_var} valid music clips of <= {args.clip_s:g} s, "
           f"model {args.model or 'bundled'})", "", machine_line(machine_info(args.device)) +
-          f"; {args.steps or pipe.config.default_steps} steps; {res['seconds']:.0f} s in all "
+          f"; weights {args.dtype}; {args.steps or pipe.config.default_steps} steps; {res['seconds']:.0f} s in all "
           f"({', '.join(f'{k} {v:g} s' for k, v in res.get('section_seconds', {}).items())})"]
     if res["variation"]:
         mono = res["variation_monotonic"]

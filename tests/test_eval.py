@@ -236,6 +236,9 @@ def test_evaluate_cli_end_to_end(tmp_path, embedder):
         assert 0 <= scored["sounding_fraction"] <= 1
     assert report["real"]["sounding_fraction"] == 1.0  # the corpus is steady hums and noise
     assert report["settings"]["sound_lengths"] == "untold"  # "auto" on a model without a length head
+    from audiodiff.pipelines.base import cpu_has_native_bf16
+
+    assert report["settings"]["dtype"] == ("bf16" if cpu_has_native_bf16() else "fp32")  # --dtype auto
     assert "| real (leave-one-out: ceiling) | 6 |" in out.with_suffix(".md").read_text()
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 6  # real clips cached
     assert main(["evaluate", "--categories", "no_such_category", "--data", str(corpus.parent)]) == 2

@@ -229,11 +229,13 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
     if empty:
         raise ValueError(f"categories with fewer than 2 real clips: {', '.join(empty)}")
 
-    pipe = None
+    pipe, weights = None, None
     if model is not None or _bundled_model_present():
         from ..pipelines import TextToAudioPipeline
+        from ..pipelines.base import dtype_name, module_dtype
 
         pipe = TextToAudioPipeline.from_pretrained(model, device=device, dtype=dtype)
+        weights = dtype_name(module_dtype(pipe.unet))
     if sound_lengths == "real" and (pipe is None or not pipe.unet.config.timing_channels):
         # Before the (minutes-long) embedding of the real clips.
         raise ValueError("--sound-lengths real needs a model with a timing input (unet timing_channels = 1)")
@@ -251,8 +253,7 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
                      "real_per_category": real_per_category, "duration_s": duration_s, "steps": steps,
                      "guidance": guidance, "guidance_interval": None if guidance_interval is None
                      else list(guidance_interval), "sound_lengths": sound_lengths, "seed": seed,
-                     "device": device or "cpu", "dtype": None if pipe is None
-                     else str(next(pipe.unet.parameters()).dtype).removeprefix("torch."),
+                     "device": device or "cpu", "dtype": weights,
                      "k_neighbours": k_neighbours, "data": [str(d) for d in data_dirs]},
         "embedder": EMBEDDER_VERSION, "taxonomy_version": TAXONOMY_VERSION,
         "host": platform.node(), "torch": torch.__version__,
@@ -312,7 +313,8 @@ def markdown_report(report: dict) -> str:
              f"{s['steps'] or 'default'}, guidance {s['guidance'] if s['guidance'] is not None else 'default'}"
              f"{'' if s.get('guidance_interval') is None else ' in sigma ' + str(tuple(s['guidance_interval']))}, "
              f"{_LENGTH_NOTES.get(s.get('sound_lengths'), '')}"
-             f"seed {s['seed']}{', ' + s['dtype'] if s.get('dtype') else ''}), {real['clips']} real clips {real['by_split']}; embedding {report['embedder']}, "
+             f"seed {s['seed']}{', weights ' + s['dtype'] if s.get('dtype') else ''}), "
+             f"{real['clips']} real clips {real['by_split']}; embedding {report['embedder']}, "
              f"per-class {s['k_neighbours']}-NN (cosine) classifier over the real clips.", "",
              "| clips | n | top-1 | top-5 | Frechet distance to real | sounding fraction |",
              "|---|---|---|---|---|---|",

@@ -162,8 +162,8 @@ class HiFiGAN(nn.Module):
 
     def low_precision(self, dtype: torch.dtype) -> HiFiGAN:
         """Weights in ``dtype`` (bf16 / fp16), except the last upsampling stage and the output
-        convolution, which stay float32. All in bf16, the rounding of the last stage is heard as
-        a noise floor where the sound is silent (a decaying bell: log-mel L1 to the input mel
+        convolution, which stay float32. All in bf16, the rounding of the last stage shows as a
+        noise floor where the sound is silent (a decaying bell: log-mel L1 to the input mel
         0.535 -> 0.620); with the float32 tail it is 0.536, at about 10% of the network's work
         (5 s on 2 CPU cores: 1.56 s fp32, 0.66 s all bf16, 0.78 s with the tail)."""
         self.to(dtype)

@@ -15,7 +15,8 @@ Each variant changes one thing against the one before, and the variants are time
 * ``+bf16``: the defaults with the denoiser and vocoder in bf16 (the vocoder's last stage float32),
   what ``--dtype auto`` (the CLI's default) picks on CPUs with native bf16 (AVX512-BF16, AMX).
 
-Also the cold start: ``audiodiff generate PROMPT -o OUT.wav`` in a fresh process (wall time and
+Also the floor: the FLOPs of sampling and of the vocoder at the defaults (torch's FlopCounterMode)
+against this machine's measured convolution peak in the same dtype, and the cold start: ``audiodiff generate PROMPT -o OUT.wav`` in a fresh process (wall time and
 peak RSS from ``/usr/bin/time``), the way a new user meets it.
 
     python benchmarks/cpu_latency.py --threads 2 --durations 5 10 --repeats 5
@@ -74,6 +75,45 @@ def run_once(pipe, duration_s: float, kw: dict) -> dict[str, float]:
     assert wav.shape[-1] == round(duration_s * pipe.sample_rate)
     return {"total_s": t2 - t0, "sampling_s": t1 - t0, "vocoder_s": t2 - t1,
             "steps": req.num_steps, "guidance_interval": req.guidance_interval}
+
+
+def conv_peak_gflops(dtype: torch.dtype, repeats: int = 5) -> float:
+    """This machine's measured peak for the convolutions that dominate: a 256-channel, kernel-7
+    channels-last convolution over 20,000 frames (what oneDNN reaches at its best)."""
+    x = torch.randn(1, 256, 1, 20000, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(256, 256, 1, 7, dtype=dtype)
+    torch.nn.functional.conv2d(x, w, padding=(0, 3))
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        torch.nn.functional.conv2d(x, w, padding=(0, 3))
+    return 2 * 256 * 256 * 7 * 20000 * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def flop_floor(pipes: dict, records: list[dict], duration_s: float) -> list[dict]:
+    """FLOPs of sampling and of the vocoder at the defaults, per weights dtype, against the measured
+    convolution peak: the time they would take at that peak, and the share of it reached."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    rows = []
+    for name, pipe in pipes.items():
+        rec = next((r for r in records if r["dtype"] == name and r["duration_s"] == duration_s
+                    and r["variant"] in ("defaults", "+bf16")), None)
+        if rec is None:
+            continue
+        with torch.inference_mode():
+            with FlopCounterMode(display=False) as counter:
+                mel, req = pipe.generate_mel(PROMPT, duration_s=duration_s, seed=0)
+            sampling = counter.get_total_flops()
+            with FlopCounterMode(display=False) as counter:
+                pipe.decode(mel, round(req.duration_s * pipe.sample_rate))
+            vocoder = counter.get_total_flops()
+        peak = conv_peak_gflops(torch.bfloat16 if name == "bf16" else torch.float32)
+        for stage, flops, seconds in (("sampling", sampling, rec["median_sampling_s"]),
+                                      ("vocoder", vocoder, rec["median_vocoder_s"])):
+            rows.append({"weights": name, "stage": stage, "gflop": flops / 1e9, "seconds": seconds,
+                         "gflops_per_s": flops / 1e9 / seconds, "peak_gflops_per_s": peak,
+                         "floor_s": flops / 1e9 / peak, "share_of_peak": flops / 1e9 / seconds / peak})
+    return rows
 
 
 def cold_start(model: str | None, repeats: int) -> dict:
@@ -149,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
                       f"(sampling {rec['median_sampling_s']:.2f}, vocoder {rec['median_vocoder_s']:.2f})", flush=True)
     for pipe in pipes.values():
         set_layout(pipe, True)
+    floor = flop_floor(pipes, records, args.durations[0])
     cold = cold_start(args.model, args.cold_repeats) if args.cold_repeats else None
 
     base = {r["duration_s"]: r["median_total_s"] for r in records if r["variant"] == names[0]}
@@ -169,12 +210,21 @@ def main(argv: list[str] | None = None) -> dict:
           f"model: {args.model or 'bundled'}; prompt {PROMPT!r}; median of {args.repeats} interleaved runs.\n\n"
           + markdown_table(["variant", "weights", "audio s", "steps", "guidance", "sampling s", "vocoder s", "total s",
                             "min s", "x real time", f"speed-up vs {names[0]}"], rows) + "\n")
+    if floor:
+        md += (f"\nWork against this machine's measured convolution peak ({args.durations[0]:g} s of audio, "
+               "defaults; peak: a 256-channel kernel-7 convolution):\n\n"
+               + markdown_table(["weights", "stage", "GFLOP", "s", "GFLOP/s", "peak GFLOP/s", "floor s",
+                                 "share of peak"],
+                                [[f["weights"], f["stage"], round(f["gflop"], 1), round(f["seconds"], 2),
+                                  round(f["gflops_per_s"]), round(f["peak_gflops_per_s"]), round(f["floor_s"], 2),
+                                  round(f["share_of_peak"], 2)] for f in floor]) + "\n")
     if cold:
         walls = ", ".join(f"{r['wall_s']:.1f}" for r in cold["runs"])
         md += (f"\nCold start, `audiodiff generate {PROMPT!r} -o out.wav` in a fresh process (5 s of audio, "
                f"defaults, `--dtype auto` = {auto_dtype}): median {cold['median_wall_s']:.1f} s wall over {len(cold['runs'])} runs "
                f"({walls}), peak RSS {cold['peak_rss_mb']:.0f} MB.\n")
-    payload = {"machine": info, "threads": args.threads, "model": args.model, "records": records, "cold_start": cold}
+    payload = {"machine": info, "threads": args.threads, "model": args.model, "records": records, "flop_floor": floor,
+               "cold_start": cold}
     json_path, md_path = write_results("cpu-latency", payload, md, args.out)
     print(md)
     print(f"wrote {json_path} and {md_path}")

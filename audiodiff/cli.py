@@ -77,9 +77,9 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         values = s["sound_s"] if isinstance(s["sound_s"], list) else [s["sound_s"]]
         sound = (f", sound {'/'.join(f'{v:g}' for v in values)} s"
                  + (" predicted from the prompt" if s["sound_s_from"] == "prompt" else ""))
-    from .pipelines.base import dtype_name, module_dtype
+    from .pipelines.base import dtype_name
 
-    weights = dtype_name(module_dtype(pipe.unet))
+    weights = dtype_name(pipe.dtype)
     print(f"{len(result)} clip(s) in {time.perf_counter() - start:.1f} s "
           f"({s['sampler']}, {s['num_steps']} steps, guidance {s['guidance_scale']:g}, {weights}{sound})")
 

@@ -16,8 +16,9 @@ Each variant changes one thing against the one before, and the variants are time
   what ``--dtype auto`` (the CLI's default) picks on CPUs with native bf16 (AVX512-BF16, AMX).
 
 Also the floor: the FLOPs of sampling and of the vocoder at the defaults (torch's FlopCounterMode)
-against this machine's measured convolution peak in the same dtype, and the cold start: ``audiodiff generate PROMPT -o OUT.wav`` in a fresh process (wall time and
-peak RSS from ``/usr/bin/time``), the way a new user meets it.
+against this machine's measured convolution peak in the same dtype; and the cold start:
+``audiodiff generate PROMPT -o OUT.wav`` in a fresh process (wall time and peak RSS from
+``/usr/bin/time``), the way a new user meets it.
 
     python benchmarks/cpu_latency.py --threads 2 --durations 5 10 --repeats 5
 """
@@ -48,9 +49,9 @@ EVERY_STEP = (0.0, float("inf"))
 
 
 def variants(args) -> dict[str, dict]:
-    """name -> (layout, call keywords); the keywords override the pipeline's defaults."""
+    """name -> layout, call keywords (they override the pipeline's defaults) and weights dtype."""
     interval = tuple(args.interval)
-    return {
+    table = {
         "before": {"fast_layout": False, "kw": {"num_steps": 10, "guidance_interval": EVERY_STEP}},
         "channels-last": {"fast_layout": True, "kw": {"num_steps": 10, "guidance_interval": EVERY_STEP}},
         "+interval": {"fast_layout": True, "kw": {"num_steps": 10, "guidance_interval": interval}},
@@ -59,6 +60,7 @@ def variants(args) -> dict[str, dict]:
         "defaults": {"fast_layout": True, "kw": {}},
         "+bf16": {"fast_layout": True, "kw": {}, "dtype": "bf16"},
     }
+    return {name: {"dtype": "fp32", **variant} for name, variant in table.items()}
 
 
 def set_layout(pipe, fast: bool) -> None:
@@ -107,7 +109,7 @@ def flop_floor(pipes: dict, records: list[dict], duration_s: float) -> list[dict
             with FlopCounterMode(display=False) as counter:
                 pipe.decode(mel, round(req.duration_s * pipe.sample_rate))
             vocoder = counter.get_total_flops()
-        peak = conv_peak_gflops(torch.bfloat16 if name == "bf16" else torch.float32)
+        peak = conv_peak_gflops(pipe.dtype)
         for stage, flops, seconds in (("sampling", sampling, rec["median_sampling_s"]),
                                       ("vocoder", vocoder, rec["median_vocoder_s"])):
             rows.append({"weights": name, "stage": stage, "gflop": flops / 1e9, "seconds": seconds,
@@ -160,24 +162,24 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = sorted(set(names) - set(table))
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; known: {list(table)}")
-    dtypes = sorted({table[n].get("dtype", "fp32") for n in names})
+    dtypes = sorted({table[n]["dtype"] for n in names})
     pipes = {d: TextToAudioPipeline.from_pretrained(args.model, dtype=d) for d in dtypes}
     records = []
     with torch.inference_mode():
         for duration in args.durations:
             times: dict[str, list[dict]] = {n: [] for n in names}
             for n in names:  # warm-up (first-call allocations, oneDNN primitive caches)
-                pipe = pipes[table[n].get("dtype", "fp32")]
+                pipe = pipes[table[n]["dtype"]]
                 set_layout(pipe, table[n]["fast_layout"])
                 run_once(pipe, duration, table[n]["kw"])
             for _ in range(args.repeats):
                 for n in names:
-                    pipe = pipes[table[n].get("dtype", "fp32")]
+                    pipe = pipes[table[n]["dtype"]]
                     set_layout(pipe, table[n]["fast_layout"])
                     times[n].append(run_once(pipe, duration, table[n]["kw"]))
             for n in names:
                 runs = times[n]
-                rec = {"variant": n, "dtype": table[n].get("dtype", "fp32"), "duration_s": duration,
+                rec = {"variant": n, "dtype": table[n]["dtype"], "duration_s": duration,
                        "steps": runs[0]["steps"],
                        "guidance_interval": runs[0]["guidance_interval"],
                        **{f"median_{k}": statistics.median(r[k] for r in runs)
@@ -203,9 +205,9 @@ def main(argv: list[str] | None = None) -> dict:
                      round(r["median_vocoder_s"], 2), round(r["median_total_s"], 2), round(r["min_total_s"], 2),
                      round(r["duration_s"] / r["median_total_s"], 2), round(r[f"speedup_vs_{names[0]}"], 2)])
     info = machine_info("cpu")
-    from audiodiff.pipelines.base import resolve_dtype
+    from audiodiff.pipelines.base import dtype_name, resolve_dtype
 
-    auto_dtype = str(resolve_dtype("auto", "cpu") or torch.float32).removeprefix("torch.")
+    auto_dtype = dtype_name(resolve_dtype("auto", "cpu") or torch.float32)
     md = (f"# CPU latency of the default pipeline, end to end\n\n{machine_line(info)}; {args.threads} threads; "
           f"model: {args.model or 'bundled'}; prompt {PROMPT!r}; median of {args.repeats} interleaved runs.\n\n"
           + markdown_table(["variant", "weights", "audio s", "steps", "guidance", "sampling s", "vocoder s", "total s",

@@ -20,7 +20,7 @@ import torch
 
 from ..audio import AudioError, MelSpectrogram, load_audio, save_audio
 from ..diffusion import SAMPLERS
-from ..pipelines.base import dtype_name, module_dtype
+from ..pipelines.base import dtype_name
 from .media import spectrogram_image
 
 # Errors that name a problem with the request, never a bug: shown to the user as they are.
@@ -225,7 +225,7 @@ class DemoRunner:
         # Plain values (a path, or None for an unused player) keep the API simple for clients;
         # the page shows as many players as the "Clips" slider asks for.
         players = paths + [None] * (self.limits.max_batch - len(paths))
-        weights = dtype_name(module_dtype(self.pipeline.unet)) if hasattr(self.pipeline, "unet") else "fp32"
+        weights = dtype_name(self.pipeline.dtype)
         return [*players, image, settings, reproduce_markdown(method, call, out.seeds, source, weights), paths]
 
     def _prune(self, max_age_s: float = 3600.0) -> None:

@@ -232,10 +232,10 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
     pipe, weights = None, None
     if model is not None or _bundled_model_present():
         from ..pipelines import TextToAudioPipeline
-        from ..pipelines.base import dtype_name, module_dtype
+        from ..pipelines.base import dtype_name
 
         pipe = TextToAudioPipeline.from_pretrained(model, device=device, dtype=dtype)
-        weights = dtype_name(module_dtype(pipe.unet))
+        weights = dtype_name(pipe.dtype)
     if sound_lengths == "real" and (pipe is None or not pipe.unet.config.timing_channels):
         # Before the (minutes-long) embedding of the real clips.
         raise ValueError("--sound-lengths real needs a model with a timing input (unet timing_channels = 1)")

@@ -138,8 +138,8 @@ def module_dtype(module: nn.Module) -> torch.dtype:
     return torch.float32
 
 
-_DTYPE_NAMES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-                "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_DTYPE_ALIASES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 
 def cpu_has_native_bf16() -> bool:
@@ -160,23 +160,24 @@ def cpu_has_native_bf16() -> bool:
 
 def dtype_name(dtype: torch.dtype) -> str:
     """torch.bfloat16 -> "bf16": the name ``resolve_dtype`` and ``--dtype`` take."""
-    return next((name for name, d in _DTYPE_NAMES.items() if d == dtype and len(name) == 4), str(dtype))
+    return next((name for name, d in _DTYPES.items() if d == dtype), str(dtype).removeprefix("torch."))
 
 
 def resolve_dtype(dtype: torch.dtype | str | None, device: torch.device | str | None) -> torch.dtype | None:
     """The weights' dtype for ``from_pretrained``: a torch dtype, None (float32, as stored weights
     load), or a name: "fp32", "bf16", "fp16" or "auto" (bf16 on a CPU with native bf16, where a
     5 s clip is generated ~1.6x faster; float32 everywhere else)."""
+    on_cpu = torch.device(device or "cpu").type == "cpu"
+    name = _DTYPE_ALIASES.get(dtype.lower(), dtype.lower()) if isinstance(dtype, str) else None
     if dtype is None or isinstance(dtype, torch.dtype):
         resolved = dtype
-    elif not isinstance(dtype, str) or (dtype != "auto" and dtype.lower() not in _DTYPE_NAMES):
-        raise ValueError(f"dtype must be one of {', '.join(DTYPE_NAMES)} or a torch dtype, got {dtype!r}")
-    elif dtype == "auto":
-        on_cpu = torch.device(device or "cpu").type == "cpu"
+    elif name == "auto":
         resolved = torch.bfloat16 if on_cpu and cpu_has_native_bf16() else None
+    elif name in _DTYPES:
+        resolved = _DTYPES[name]
     else:
-        resolved = _DTYPE_NAMES[dtype.lower()]
-    if resolved == torch.float16 and torch.device(device or "cpu").type == "cpu":
+        raise ValueError(f"dtype must be one of {', '.join(DTYPE_NAMES)} or a torch dtype, got {dtype!r}")
+    if resolved == torch.float16 and on_cpu:
         raise ValueError("fp16 on the CPU runs convolutions without hardware support (hundreds of times "
                          "slower than fp32); use dtype='bf16', 'fp32' or 'auto' on the CPU")
     return resolved

@@ -186,6 +186,11 @@ class TextToAudioPipeline:
         return module_device(self.unet)
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The denoiser's weights dtype (the vocoder's, but for its float32 last stage)."""
+        return module_dtype(self.unet)
+
+    @property
     def sample_rate(self) -> int:
         return self.config.mel.sample_rate
 

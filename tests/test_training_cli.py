@@ -193,3 +193,26 @@ def test_every_shipped_config_loads_and_checks(path):
 
     config = load_train_config(path, [])
     assert config.steps >= 1 and config.batch_size >= 1
+
+
+def test_readme_fine_tune_of_the_bundled_model_runs_and_exports(audiodiff_cli, folder, tmp_path):
+    """The README's command: configs/finetune_folder.toml on a folder, starting from the bundled
+    model, whose melody input (12 chroma channels) the config does not mention: it keeps training
+    that input on the folder's chroma instead of refusing the architecture."""
+    run_dir, out = tmp_path / "finetune", tmp_path / "my_model"
+    config = Path(__file__).resolve().parents[1] / "configs" / "finetune_folder.toml"
+    code = audiodiff_cli(["train", "--config", str(config), "--set", f"data.folder={folder}",
+                          "--set", f"run_dir={run_dir}", "--set", "steps=1", "--set", "batch_size=2",
+                          "--set", "data.crop_s=0.5", "--set", "precision=fp32"])
+    assert code == 0
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["task"]["frame_condition"] == "chroma" and saved["task"]["unet"]["cond_channels"] == 12
+    assert audiodiff_cli(["export", str(run_dir), "-o", str(out), "--fp16"]) == 0
+    pipe = TextToAudioPipeline.from_pretrained(out)
+    default = TextToAudioPipeline.from_pretrained()
+    assert pipe.unet.config == default.unet.config
+    moved = [(a.float() - b.float()).abs().max().item()
+             for a, b in zip(pipe.unet.state_dict().values(), default.unet.state_dict().values())]
+    assert 0 < max(moved) < 0.05  # one small step away from the bundled weights
+    audio = pipe("a low hum", duration_s=0.5, num_steps=2, seed=0).waveforms
+    assert audio.shape[-1] > 0 and torch.isfinite(audio).all()

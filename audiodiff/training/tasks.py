@@ -307,8 +307,12 @@ class DiffusionTask(_TextDiffusionTask):
         pipeline = TextToAudioConfig.load(folder / "pipeline.json")
         if pipeline.vocoder not in BUILTIN_VOCODERS:  # a vocoder stored in the pipeline folder
             pipeline = pipeline.replace(vocoder=str((folder / pipeline.vocoder).resolve()))
-        return config.replace(unet=load_config(folder / "unet"), text=load_config(folder / "text"),
-                                   pipeline=pipeline)
+        unet = load_config(folder / "unet")
+        # The condition follows the architecture: a model with a melody input (the bundled one)
+        # keeps training it, on the chroma of the new clips, unless the config names one itself.
+        frame_condition = config.frame_condition or ("chroma" if unet.cond_channels == 12 else "")
+        return config.replace(unet=unet, text=load_config(folder / "text"), pipeline=pipeline,
+                              frame_condition=frame_condition)
 
     def vocoder(self) -> nn.Module:
         if self._vocoder is None:

@@ -13,7 +13,8 @@ from audiodiff.data.manifest import ManifestError
 from audiodiff.pipelines import TextToAudioPipeline
 from audiodiff.training.checkpoint import CheckpointError, latest_checkpoint
 from audiodiff.training.testing import make_captioned_folder, tiny_train_config
-from audiodiff.training.trainer import Trainer, TrainingDivergedError, export_run
+from audiodiff.training import trainer as trainer_module
+from audiodiff.training.trainer import Trainer, TrainingDivergedError, export_run, uses_bf16
 
 
 @pytest.fixture(autouse=True)
@@ -65,6 +66,39 @@ def test_gradient_accumulation_matches_one_big_batch(folder, tmp_path):
     run(tmp_path / "one", folder, "steps=3", "batch_size=4")
     run(tmp_path / "acc", folder, "steps=3", "batch_size=4", "grad_accum=2")
     assert_same(weights(tmp_path / "one"), weights(tmp_path / "acc"), atol=1e-5)
+
+
+def test_auto_precision_is_bf16_on_gpus_and_on_cpus_that_compute_it(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: True)
+    assert uses_bf16("auto", cpu) and uses_bf16("auto", cuda)
+    assert not uses_bf16("fp32", cpu) and uses_bf16("bf16", cpu)
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: False)
+    assert not uses_bf16("auto", cpu) and uses_bf16("auto", cuda)
+    assert uses_bf16("bf16", cpu) and not uses_bf16("fp32", cuda)
+
+
+def test_bf16_autocast_on_the_cpu_learns_like_fp32_and_resumes_exactly(folder, tmp_path):
+    # bf16 autocast is what "auto" trains in on CPUs with AVX512-BF16 / AMX; it must learn as
+    # fp32 does (the EMA's validation loss falls by as much) and keep the exact-resume promise.
+    common = ["steps=40", "optim.lr=3e-3", "optim.warmup_steps=5", "valid_every=40"]
+    start_losses, end_losses = {}, {}
+    for precision in ("fp32", "bf16"):
+        result = run(tmp_path / precision, folder, *common, f"precision={precision}")
+        records = [json.loads(line) for line in (tmp_path / precision / "metrics.jsonl").read_text().splitlines()]
+        assert next(r for r in records if r.get("event") == "start")["precision"] == precision
+        start_losses[precision] = next(r["valid/loss_ema"] for r in records if r.get("step") == 0
+                                       and "valid/loss_ema" in r)
+        end_losses[precision] = result.valid_loss
+    assert start_losses["bf16"] == pytest.approx(start_losses["fp32"], rel=0.05)
+    for precision in ("fp32", "bf16"):
+        assert end_losses[precision] < 0.7 * start_losses[precision], (precision, start_losses, end_losses)
+    assert end_losses["bf16"] == pytest.approx(end_losses["fp32"], rel=0.2)
+
+    run(tmp_path / "split", folder, *common, "precision=bf16", "stop_at_step=20")
+    run(tmp_path / "split", folder, *common, "precision=bf16")
+    for part in ("model", "ema", "optimizer"):
+        assert_same(weights(tmp_path / "bf16", part), weights(tmp_path / "split", part))
 
 
 def test_validation_loss_is_reproducible_and_logged(folder, tmp_path):

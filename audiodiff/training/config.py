@@ -274,7 +274,8 @@ class TrainConfig(Config):
     steps: int = 100_000
     batch_size: int = 16
     grad_accum: int = 1
-    # "auto" = bf16 autocast on CUDA, fp32 on the CPU (CPU bf16 matmuls are slow on most CPUs).
+    # "auto" = bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), fp32 on
+    # other CPUs, where bf16 is emulated and slow.
     precision: str = "auto"
     compile: bool = False
     device: str = "auto"

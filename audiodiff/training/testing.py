@@ -62,7 +62,8 @@ def tiny_train_dict(run_dir: str | os.PathLike, folder: str | os.PathLike) -> di
         "task": tiny_task_dict(),
         "data": {"folder": str(folder), "crop_s": 0.25, "valid_fraction": 0.25},
         "optim": {"lr": 2e-3, "warmup_steps": 2, "ema_decay": 0.9},
-        "steps": 4, "batch_size": 4, "device": "cpu", "progress": False,
+        # fp32 so that tests check the same arithmetic on every CPU ("auto" picks bf16 on some).
+        "steps": 4, "batch_size": 4, "device": "cpu", "precision": "fp32", "progress": False,
         "checkpoint_every": 1000, "checkpoint_minutes": 0, "log_every": 1,
         "valid_every": 1000, "sample_every": 100000,
     }

@@ -91,7 +91,6 @@ def _param_groups(params: list[nn.Parameter], weight_decay: float) -> list[dict]
     return groups + [{"params": no_decay, "weight_decay": 0.0}]
 
 
-
 def uses_bf16(precision: str, device: torch.device) -> bool:
     """Whether a run with this ``precision`` trains under bf16 autocast on ``device``: "bf16"
     always, "fp32" never, "auto" on CUDA and on CPUs with native bf16 (AVX512-BF16 or AMX), where
@@ -100,6 +99,7 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
     if precision == "auto":
         return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
     return precision == "bf16"
+
 
 class Trainer:
     """Build everything for a run (resuming ``config.run_dir`` when it holds a checkpoint)."""

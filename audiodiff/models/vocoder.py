@@ -201,8 +201,14 @@ class GriffinLim(nn.Module):
         # Phase recovery runs in float32 whatever dtype the pipeline moved us to.
         mag = torch.matmul(self.inverse_basis.float(), mel).clamp_min(0.0)
         n_frames = log_mel.shape[-1]
-        wav = AF.griffinlim(mag, self.window.float(), c.n_fft, c.hop_length, c.win_length, power=1.0,
-                            n_iter=self.n_iter, momentum=self.momentum, length=None, rand_init=False)
+        # One item at a time: 32 momentum iterations amplify the last-bit differences that batched
+        # FFTs give on some CPUs (0.05 on a clip, measured), and item i of a batch must be the clip
+        # its seed gives alone.
+        window = self.window.float()
+        wav = torch.cat([AF.griffinlim(m, window, c.n_fft, c.hop_length, c.win_length, power=1.0,
+                                       n_iter=self.n_iter, momentum=self.momentum, length=None,
+                                       rand_init=False)
+                         for m in mag.split(1)])
         # torchaudio centres frame n on sample n*hop; our mel centres it on n*hop + hop/2.
         wav = F.pad(wav, (c.hop_length // 2, 0))
         target = n_frames * c.hop_length

@@ -201,9 +201,9 @@ class GriffinLim(nn.Module):
         # Phase recovery runs in float32 whatever dtype the pipeline moved us to.
         mag = torch.matmul(self.inverse_basis.float(), mel).clamp_min(0.0)
         n_frames = log_mel.shape[-1]
-        # One item at a time: 32 momentum iterations amplify the last-bit differences that batched
-        # FFTs give on some CPUs (0.05 on a clip, measured), and item i of a batch must be the clip
-        # its seed gives alone.
+        # One item at a time: 32 momentum iterations amplify the last-bit differences between
+        # batched and single-item runs on some CPUs (0.05 on a clip, measured), and item i of a
+        # batch must be the clip its seed gives alone.
         window = self.window.float()
         wav = torch.cat([AF.griffinlim(m, window, c.n_fft, c.hop_length, c.win_length, power=1.0,
                                        n_iter=self.n_iter, momentum=self.momentum, length=None,

@@ -210,3 +210,23 @@ def dataclasses_item(cond, i):
     from audiodiff.conditioning.base import Conditioning
 
     return Conditioning(tokens=cond.tokens[i:i + 1], token_mask=cond.token_mask[i:i + 1], pooled=cond.pooled[i:i + 1])
+
+
+def test_gpu_continue_recipe_resumes_the_bundled_model():
+    """configs/gpu_continue.toml (the next GPU run) trains the shipped weights further: its
+    architecture, mel, vocoder and melody layout resolve to the bundled folder's, and it keeps
+    training the inputs the bundled model has (melody chroma, timing)."""
+    from audiodiff.hub import DEFAULT_MODEL_DIR, load_config
+    from audiodiff.training.config import load_train_config
+    from audiodiff.training.trainer import resolve_config
+
+    config = resolve_config(load_train_config(ROOT / "configs" / "gpu_continue.toml", []))
+    bundled = json.loads((DEFAULT_MODEL_DIR / "pipeline.json").read_text())
+    task = config.task
+    assert config.init_from == "default"
+    assert task.unet == load_config(DEFAULT_MODEL_DIR / "unet")
+    assert task.pipeline.melody_layout == bundled["melody_layout"] == "pitch_class_mel"
+    assert Path(task.pipeline.vocoder).resolve() == (DEFAULT_MODEL_DIR / "vocoder").resolve()
+    assert task.frame_condition == "chroma" and task.unet.cond_channels == 12
+    assert task.unet.timing_channels == 1 and 0 < task.timing_dropout < 1
+    assert config.optim.lr < 3e-4 and config.optim.horizon == "time" and not config.data.mask_padding

@@ -15,6 +15,13 @@ Variants: ``fp32`` (eager), ``bf16`` / ``fp16`` (weights in half precision, chan
 ``bf16-graph`` (the UNet forward captured once per shape as a CUDA graph and replayed, which
 removes the kernel-launch gaps that dominate a small UNet at batch 1). Writes
 benchmarks/results/latency.json and .md with ratios against the fp32 baseline of the same run.
+
+``--profile VARIANT`` adds where the time of one setting goes (batch 1, the first duration and
+step count): its FLOPs and bytes, the device's measured matmul peak and copy bandwidth, the
+floor they give, and a profile of the kernels (busy time, idle gaps between them, top kernels):
+
+    python benchmarks/latency.py --device cuda --batches 1 --durations 10 --steps 8 \
+        --guidance-interval 0.1 50 --profile bf16
 """
 
 from __future__ import annotations
@@ -172,6 +179,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     p.add_argument("--max-seconds", type=float, default=0, help="stop adding rows after this long (0 = no cap)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
+    p.add_argument("--profile", default=None, choices=sorted(HALF), metavar="VARIANT",
+                   help="also profile this variant at batch 1, the first duration and step count, against "
+                        "the floor from its FLOPs and bytes at the device's measured peaks")
     args = p.parse_args(argv)
 
     device = torch.device(args.device)
@@ -194,6 +204,13 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{variant}: failed: {errors[variant]}", flush=True)
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    profiled = None
+    if args.profile:
+        try:
+            profiled = profile_setting(args.profile, args, device)
+        except Exception as err:
+            errors[f"profile {args.profile}"] = f"{type(err).__name__}: {err}"
+            print(f"profile failed: {errors[f'profile {args.profile}']}", flush=True)
     base = {(r["steps"], r["duration_s"], r["batch"]): r["median_s"] for r in records if r["variant"] == variants[0]}
     for r in records:
         b = base.get((r["steps"], r["duration_s"], r["batch"]))
@@ -205,9 +222,10 @@ def main(argv: list[str] | None = None) -> dict:
           f"{', guided where ' + str(args.guidance_interval[0]) + ' < sigma <= ' + str(args.guidance_interval[1]) if args.guidance_interval else ''}).\n\n"
           + markdown_table(["variant", "steps", "audio s", "batch", "median ms", "x real time",
                             f"speed-up vs {variants[0]}"], rows) + "\n"
+          + (profile_markdown(profiled, records) if profiled else "")
           + "".join(f"\n{v} failed: {e}\n" for v, e in errors.items()))
     payload = {"machine": info, "model": args.model, "guidance_interval": args.guidance_interval,
-               "records": records, "errors": errors}
+               "records": records, "profile": profiled, "errors": errors}
     json_path, md_path = write_results(f"latency-{device.type}", payload, md, args.out)
     print(md)
     print(f"wrote {json_path} and {md_path}")
@@ -234,6 +252,53 @@ def run_variant(variant: str, args, device: torch.device, started: float, record
                 records.append(rec)
                 print(f"{variant:>10} steps {steps:3d} {duration:5.1f} s x{batch:<3d} "
                       f"{med * 1000:9.1f} ms  {rec['x_real_time']:8.1f}x real time", flush=True)
+
+
+def profile_setting(variant: str, args, device: torch.device) -> dict:
+    """Work, peaks, floor and kernel profile of ``variant`` at batch 1, the first duration and
+    step count (_roofline.py)."""
+    from _roofline import count_work, measure_peaks, profile_call, roofline_floor
+
+    interval = tuple(args.guidance_interval) if args.guidance_interval else None
+    pipe = Pipeline(load_unet(args.model), device, variant, interval)
+    duration, steps = args.durations[0], args.steps[0]
+
+    def call():
+        pipe(1, duration, steps)
+
+    profiled = profile_call(call, device, repeats=args.repeats)
+    work = count_work(call)
+    peaks = measure_peaks(device, torch.float32 if pipe.dtype == torch.float32 else pipe.dtype)
+    floor = roofline_floor(work, peaks)
+    print(f"profile {variant}: {profiled['wall_s'] * 1000:.1f} ms wall, {profiled['busy_s'] * 1000:.1f} ms busy "
+          f"({profiled['launches']} {profiled['unit']}), floor {floor['floor_s'] * 1000:.2f} ms", flush=True)
+    return {"variant": variant, "batch": 1, "duration_s": duration, "steps": steps, **profiled,
+            "work": work, "peaks": peaks, "floor": floor}
+
+
+def profile_markdown(prof: dict, records: list[dict]) -> str:
+    """The profile as a markdown section: time split, floor, kinds and top kernels."""
+    ms = lambda s: round(s * 1000, 2)  # noqa: E731
+    same = [r for r in records if r["batch"] == 1 and r["duration_s"] == prof["duration_s"]
+            and r["steps"] == prof["steps"]]
+    work, peaks, floor = prof["work"], prof["peaks"], prof["floor"]
+    rows = [["wall (median, unprofiled)", ms(prof["wall_s"])],
+            [f"device busy ({prof['launches']} {prof['unit']})", ms(prof["busy_s"])],
+            ["idle: launch gaps, Python, sync", ms(prof["idle_s"])],
+            [f"compute floor: {work['flops'] / 1e9:.1f} GFLOP at {peaks['tflops']:.1f} TFLOP/s "
+             f"({peaks['dtype']} matmul, measured)", ms(floor["compute_s"])],
+            [f"memory floor: {work['bytes'] / 1e9:.2f} GB moved by {work['ops']} eager ops at "
+             f"{peaks['gb_per_s']:.0f} GB/s (copy, measured)", ms(floor["memory_s"])]]
+    rows += [[f"{r['variant']} (rows above)", ms(r["median_s"])] for r in same]
+    text = (f"\n## Where the time goes: {prof['variant']}, batch 1, {prof['duration_s']:g} s, "
+            f"{prof['steps']} steps\n\n" + markdown_table(["", "ms"], rows) + "\n\n"
+            + markdown_table(["kind", "busy ms", "share of busy"],
+                             [[k, ms(v), f"{v / prof['busy_s']:.0%}" if prof["busy_s"] else "-"]
+                              for k, v in prof["kinds_s"].items()]) + "\n\n"
+            + markdown_table(["top kernel" if prof["unit"] == "kernels" else "top op", "kind", "calls", "ms"],
+                             [[t["name"][:90], t["kind"], t["calls"], ms(t["total_s"])] for t in prof["top"]])
+            + "\n")
+    return text
 
 
 if __name__ == "__main__":

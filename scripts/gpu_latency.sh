@@ -12,8 +12,9 @@
 # Writes to $OUT: latency-cuda.json/.md, peers-cuda.json/.md (rewritten after every peer row, so a
 # run stopped by its time limit keeps what it measured) and the logs gpu_latency.log, latency.log,
 # peers.log: seven files. Time caps (seconds, overridable): OURS_S and PEERS_S stop adding rows
-# (--max-seconds), and `timeout` kills each benchmark OVERRUN_S after its cap; with the defaults
-# the worst case is about 15 + 120 + 290 = 425 s. Extra arguments (they come last, so they override
+# (--max-seconds), and `timeout` kills each benchmark OVERRUN_S after its cap (ours gets 20 s more
+# for its profile: kernels, launch gaps, FLOPs and bytes against the card's measured peaks, in
+# latency-cuda.md); with the defaults the worst case is about 15 + 140 + 290 = 445 s. Extra arguments (they come last, so they override
 # the ones below): OURS_ARGS, PEERS_ARGS. A CPU smoke test of this script:
 #   OUT=/tmp/x DEVICE=cpu OURS_ARGS="--batches 1 --durations 1 --steps 2 --repeats 1 --threads 1" \
 #   PEERS_ARGS="--tiny --batches 1 --duration-s 1 --steps 2 --repeats 1 --threads 1" bash scripts/gpu_latency.sh
@@ -51,9 +52,10 @@ if [ -d /tmp/bench_site ]; then export PYTHONPATH=/tmp/bench_site${PYTHONPATH:+:
 "$PY" -c "import diffusers; print('diffusers', diffusers.__version__)" 2>&1 | tee -a "$OUT/gpu_latency.log"
 
 # ours: the bundled model's architecture at its defaults (8 steps, guidance for 0.1 < sigma <= 50),
-# 10 s clips, the variants latency.py runs on CUDA
-timeout $((OURS_S + OVERRUN_S)) "$PY" benchmarks/latency.py --device "$DEVICE" --batches 1 8 --durations 10 \
-    --steps 8 25 --guidance-interval 0.1 50 --repeats 5 --max-seconds "$OURS_S" --out "$OUT" ${OURS_ARGS:-} 2>&1 | tee "$OUT/latency.log"
+# 10 s clips, the variants latency.py runs on CUDA; then the profile of the bf16 default
+timeout $((OURS_S + OVERRUN_S + 20)) "$PY" benchmarks/latency.py --device "$DEVICE" --batches 1 8 --durations 10 \
+    --steps 8 25 --guidance-interval 0.1 50 --repeats 5 --max-seconds "$OURS_S" --profile bf16 --out "$OUT" \
+    ${OURS_ARGS:-} 2>&1 | tee "$OUT/latency.log"
 echo "latency.py exit ${PIPESTATUS[0]}" | tee -a "$OUT/gpu_latency.log"
 
 # peers: eager rows of both peers first, then the compiled (CUDA graph) ones while time is left

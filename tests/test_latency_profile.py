@@ -1,0 +1,58 @@
+"""benchmarks/_roofline.py (work, peaks, profile) and latency.py --profile, small, on the CPU."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import _roofline  # noqa: E402
+
+
+def test_work_of_a_matmul_and_a_view_is_counted_exactly():
+    a, b = torch.randn(32, 48), torch.randn(48, 16)
+    work = _roofline.count_work(lambda: (a @ b).t())
+    assert work["flops"] == 2 * 32 * 48 * 16  # torch's FlopCounterMode
+    assert work["bytes"] == (32 * 48 + 48 * 16 + 32 * 16) * 4  # the transpose is a view: nothing moved
+    assert work["ops"] == 1
+
+
+def test_merged_length_counts_overlaps_once():
+    assert _roofline._merged_length([(0, 10), (5, 12), (20, 25), (21, 22)]) == 17
+    assert _roofline._merged_length([]) == 0
+
+
+def test_profile_finds_the_convolution_that_dominates():
+    conv = torch.nn.Conv2d(32, 32, 3, padding=1)
+    x = torch.randn(4, 32, 64, 64)
+
+    def call():
+        with torch.inference_mode():
+            torch.relu(conv(x))
+
+    prof = _roofline.profile_call(call, torch.device("cpu"), repeats=2)
+    assert prof["busy_s"] > 0 and prof["launches"] > 0 and len(prof["walls_s"]) == 2
+    assert max(prof["kinds_s"], key=prof["kinds_s"].get) == "convolution"
+    assert prof["top"][0]["kind"] == "convolution"
+    peaks = _roofline.measure_peaks(torch.device("cpu"), torch.float32)
+    assert peaks["tflops"] > 0 and peaks["gb_per_s"] > 0
+    floor = _roofline.roofline_floor({"flops": 2e9, "bytes": 1e9}, {"tflops": 1.0, "gb_per_s": 100.0})
+    assert floor == {"compute_s": 2e-3, "memory_s": 1e-2, "floor_s": 1e-2}
+
+
+def test_latency_profile_section(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_latency", ROOT / "benchmarks" / "latency.py")
+    latency = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(latency)
+    payload = latency.main(["--device", "cpu", "--batches", "1", "--durations", "0.5", "--steps", "2",
+                            "--repeats", "1", "--threads", "1", "--guidance-interval", "0.1", "50",
+                            "--profile", "fp32", "--out", str(tmp_path)])
+    assert payload["errors"] == {}
+    prof = json.loads((tmp_path / "latency-cpu.json").read_text())["profile"]
+    assert prof["variant"] == "fp32" and prof["steps"] == 2 and prof["work"]["flops"] > 1e9
+    assert 0 < prof["floor"]["floor_s"] < prof["wall_s"]  # nothing runs faster than its floor
+    assert "## Where the time goes" in (tmp_path / "latency-cpu.md").read_text()

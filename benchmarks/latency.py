@@ -13,7 +13,9 @@ times a trained UNet (with random text encoder / vocoder of the same architectur
 
 Variants: ``fp32`` (eager), ``bf16`` / ``fp16`` (weights in half precision, channels_last),
 ``bf16-graph`` (the UNet forward captured once per shape as a CUDA graph and replayed, which
-removes the kernel-launch gaps that dominate a small UNet at batch 1). Writes
+removes the kernel-launch gaps that dominate a small UNet at batch 1), ``bf16-fullgraph`` (the
+whole call, text encoder, every sampling step and the vocoder, captured as one CUDA graph per
+batch, duration and step count: the fixed-shape loop launches nothing from Python). Writes
 benchmarks/results/latency.json and .md with ratios against the fp32 baseline of the same run.
 
 ``--profile VARIANT`` adds where the time of one setting goes (batch 1, the first duration and
@@ -53,7 +55,9 @@ from audiodiff.models.vocoder import HiFiGAN, HiFiGANConfig  # noqa: E402
 MINILM = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
                     intermediate_size=1536, max_position_embeddings=512, type_vocab_size=2,
                     layer_norm_eps=1e-12)
-HALF = {"bf16": torch.bfloat16, "fp16": torch.float16, "bf16-graph": torch.bfloat16, "fp32": torch.float32}
+HALF = {"bf16": torch.bfloat16, "fp16": torch.float16, "bf16-graph": torch.bfloat16,
+        "bf16-fullgraph": torch.bfloat16, "fp32": torch.float32}
+CUDA_ONLY = ("bf16-graph", "bf16-fullgraph")
 
 
 def default_unet_config() -> UNetMelConfig:
@@ -127,7 +131,7 @@ class Pipeline:
         net = unet.to(device, dtype).eval()
         if dtype != torch.float32 or device.type == "cpu":  # as the library does on the CPU
             net = net.to(memory_format=torch.channels_last)
-        self.net = GraphedNet(net) if variant.endswith("graph") else net
+        self.net = GraphedNet(net) if variant == "bf16-graph" else net
         self.denoiser = EDMDenoiser(self.net, sigma_data=0.5)
         self.null = torch.zeros(1, MINILM.hidden_size, device=device)
         self.schedule = NoiseScheduleConfig()
@@ -144,11 +148,48 @@ class Pipeline:
             batch, 12, 80, frames_n, device=self.device, dtype=self.dtype))
         uncond = Conditioning(pooled=self.null.expand(batch, -1).to(self.dtype), frames=cond.frames)
         denoise = cfg_denoise(self.denoiser, cond, uncond, guidance, self.guidance_interval)
-        sigmas = self.schedule.sigmas(steps).to(self.device, torch.float64)
+        sigmas = self.schedule.sigmas(steps)  # on the host, as the library keeps them: no sync, capturable
         x = torch.randn(batch, 1, 80, frames_n, device=self.device) * float(sigmas[0])
         x = self.sample(denoise, x, sigmas)
         wav = self.vocoder(x[:, 0].to(self.dtype) * 3 - 5)
         return wav[..., : round(duration_s * 22050)].float()
+
+
+class GraphedPipeline:
+    """A :class:`Pipeline` whose whole call is captured once per (batch, duration, steps) as one
+    CUDA graph and replayed. Random token ids and the initial noise are drawn inside the graph
+    (CUDA's generator is graph-safe: every replay draws new numbers)."""
+
+    def __init__(self, pipe: Pipeline):
+        self.pipe = pipe
+        self.graphs: dict = {}
+
+    def __call__(self, batch: int, duration_s: float, steps: int, guidance: float = 3.0) -> torch.Tensor:
+        key = (batch, duration_s, steps, guidance)
+        if key not in self.graphs:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm-up: cuDNN autotuning and lazy inits before capture
+                for _ in range(2):
+                    self.pipe(*key)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = self.pipe(*key)
+            self.graphs[key] = (graph, out)
+        graph, out = self.graphs[key]
+        graph.replay()
+        return out
+
+
+def build_pipeline(model: str, device: torch.device, variant: str,
+                   guidance_interval: tuple[float, float] | None = None) -> Pipeline | GraphedPipeline:
+    if variant not in HALF:
+        raise ValueError(f"unknown variant {variant!r}; accepted: {', '.join(sorted(HALF))}")
+    if variant in CUDA_ONLY and device.type != "cuda":
+        raise ValueError(f"variant {variant} captures CUDA graphs: it needs --device cuda, got {device}")
+    pipe = Pipeline(load_unet(model), device, variant, guidance_interval)
+    return GraphedPipeline(pipe) if variant == "bf16-fullgraph" else pipe
 
 
 def timed(fn, device: torch.device, repeats: int) -> list[float]:
@@ -169,7 +210,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--model", default="random", help="'random' (architecture only) or a pipeline folder")
     p.add_argument("--variants", nargs="+", default=None,
-                   help="fp32 bf16 fp16 bf16-graph (default: all on CUDA, fp32 on the CPU)")
+                   help="fp32 bf16 fp16 bf16-graph bf16-fullgraph (default: all but fp16 on CUDA, fp32 on "
+                        "the CPU)")
     p.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
     p.add_argument("--durations", nargs="+", type=float, default=[5.0, 10.0, 30.0])
     p.add_argument("--steps", nargs="+", type=int, default=[12, 25])
@@ -187,7 +229,8 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    variants = args.variants or (["fp32", "bf16", "bf16-graph"] if device.type == "cuda" else ["fp32"])
+    variants = args.variants or (["fp32", "bf16", "bf16-graph", "bf16-fullgraph"] if device.type == "cuda"
+                                 else ["fp32"])
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -234,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def run_variant(variant: str, args, device: torch.device, started: float, records: list) -> None:
     interval = tuple(args.guidance_interval) if args.guidance_interval else None
-    pipe = Pipeline(load_unet(args.model), device, variant, interval)
+    pipe = build_pipeline(args.model, device, variant, interval)
     for steps in args.steps:
         for duration in args.durations:
             for batch in args.batches:
@@ -260,15 +303,19 @@ def profile_setting(variant: str, args, device: torch.device) -> dict:
     from _roofline import count_work, measure_peaks, profile_call, roofline_floor
 
     interval = tuple(args.guidance_interval) if args.guidance_interval else None
-    pipe = Pipeline(load_unet(args.model), device, variant, interval)
+    pipe = build_pipeline(args.model, device, variant, interval)
     duration, steps = args.durations[0], args.steps[0]
 
     def call():
         pipe(1, duration, steps)
 
     profiled = profile_call(call, device, repeats=args.repeats)
-    work = count_work(call)
-    peaks = measure_peaks(device, torch.float32 if pipe.dtype == torch.float32 else pipe.dtype)
+    # The work does not depend on graphs, and a graph's replay is invisible to the counters:
+    # count it on the eager pipeline of the same precision.
+    eager = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[HALF[variant]]
+    eager_pipe = pipe if eager == variant else build_pipeline(args.model, device, eager, interval)
+    work = count_work(lambda: eager_pipe(1, duration, steps))
+    peaks = measure_peaks(device, HALF[variant])
     floor = roofline_floor(work, peaks)
     print(f"profile {variant}: {profiled['wall_s'] * 1000:.1f} ms wall, {profiled['busy_s'] * 1000:.1f} ms busy "
           f"({profiled['launches']} {profiled['unit']}), floor {floor['floor_s'] * 1000:.2f} ms", flush=True)

@@ -5,7 +5,10 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -44,10 +47,15 @@ def test_profile_finds_the_convolution_that_dominates():
     assert floor == {"compute_s": 2e-3, "memory_s": 1e-2, "floor_s": 1e-2}
 
 
-def test_latency_profile_section(tmp_path):
+def _load_latency():
     spec = importlib.util.spec_from_file_location("bench_latency", ROOT / "benchmarks" / "latency.py")
     latency = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(latency)
+    return latency
+
+
+def test_latency_profile_section(tmp_path):
+    latency = _load_latency()
     payload = latency.main(["--device", "cpu", "--batches", "1", "--durations", "0.5", "--steps", "2",
                             "--repeats", "1", "--threads", "1", "--guidance-interval", "0.1", "50",
                             "--profile", "fp32", "--out", str(tmp_path)])
@@ -56,3 +64,42 @@ def test_latency_profile_section(tmp_path):
     assert prof["variant"] == "fp32" and prof["steps"] == 2 and prof["work"]["flops"] > 1e9
     assert 0 < prof["floor"]["floor_s"] < prof["wall_s"]  # nothing runs faster than its floor
     assert "## Where the time goes" in (tmp_path / "latency-cpu.md").read_text()
+
+
+class _HostCopies(TorchDispatchMode):
+    """Records the ops that take a host tensor (not a 0-d scalar) into a meta computation."""
+
+    def __init__(self):
+        super().__init__()
+        self.found = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        tensors = [t for t in tree_flatten((args, kwargs or {}))[0] if isinstance(t, torch.Tensor)]
+        outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        if any(t.device.type == "meta" for t in outs) and any(t.device.type == "cpu" and t.dim() > 0 for t in tensors):
+            self.found.append(str(func))
+        return out
+
+
+def test_the_whole_call_can_be_captured_as_one_cuda_graph(monkeypatch):
+    """What bf16-fullgraph's capture needs, checked here without a GPU by running the whole call
+    on the meta device (shapes, no data): no device value read on the host (.item(), .tolist(),
+    bool(): a sync, which a capture refuses; on meta they raise) and no host-to-device copy of
+    a tensor."""
+    latency = _load_latency()
+    enabled = torch.is_autocast_enabled  # autocast knows no meta device; nothing autocasts here
+    monkeypatch.setattr(torch, "is_autocast_enabled", lambda *a: False if a and a[0] == "meta" else enabled(*a))
+    pipe = latency.Pipeline(latency.load_unet("random"), torch.device("meta"), "bf16", (0.1, 50.0))
+    with _HostCopies() as copies:
+        wav = pipe(2, 1.0, 4)
+    assert wav.shape == (2, 1, 22050) and wav.device.type == "meta"
+    assert copies.found == []
+    # the check bites: a host tensor moved in, and a device value read back
+    with _HostCopies() as copies:
+        torch.ones(3).to("meta")  # a host-to-device copy
+    assert copies.found
+    with pytest.raises(RuntimeError, match="meta"):
+        torch.ones(3, device="meta").sum().item()
+    with pytest.raises(ValueError, match="needs --device cuda"):
+        latency.build_pipeline("random", torch.device("cpu"), "bf16-fullgraph")

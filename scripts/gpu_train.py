@@ -267,8 +267,10 @@ def publish(model_dir: Path, dest: Path, step: int, metrics: Path) -> None:
         os.replace(dest / ".metrics.tmp", dest / "metrics.jsonl")
 
 
-def unpublish(src: Path, dest: Path) -> Path:
-    """The newest complete model-stepN.tar.part* set in src, unpacked into dest/model."""
+def unpublish(src: Path, dest: Path, vocoder_from: Path | None = None) -> Path:
+    """The newest complete model-stepN.tar.part* set in src, unpacked into dest/model; with
+    ``vocoder_from`` (a pipeline folder), that folder's vocoder replaces the one the model names
+    (a run with ``task.init_vocoder = false`` trained without the vocoder's weights)."""
     import io
     import tarfile
 
@@ -280,7 +282,24 @@ def unpublish(src: Path, dest: Path) -> Path:
     data = b"".join((src / f"{stem}.part{k}").read_bytes() for k in range(n))
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(dest, filter="data")
-    return dest / "model"
+    model = dest / "model"
+    if vocoder_from is not None:
+        attach_vocoder(model, Path(vocoder_from))
+    return model
+
+
+def attach_vocoder(model: Path, source: Path) -> None:
+    """Give the pipeline folder ``model`` the vocoder of the pipeline folder ``source`` (copied if
+    it is stored there, else named as ``source`` names it)."""
+    config = json.loads((model / "pipeline.json").read_text())
+    vocoder = json.loads((source / "pipeline.json").read_text())["vocoder"]
+    if (source / vocoder).is_dir():
+        shutil.rmtree(model / vocoder, ignore_errors=True)
+        shutil.copytree(source / vocoder, model / vocoder)
+    config["vocoder"] = vocoder
+    tmp = model / ".pipeline.json.tmp"
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    os.replace(tmp, model / "pipeline.json")
 
 
 if __name__ == "__main__":

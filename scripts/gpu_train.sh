@@ -17,9 +17,10 @@ if [ -x .venv/bin/python ]; then PY=.venv/bin/python; fi
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 DATA=${DATA:-/tmp/audiodiff_data}
 WORK=${WORK:-/tmp/audiodiff_work}
+CARRY=${CARRY:-gpu_carry}  # where scripts/gpu_prepare.py wrote export.tar.xz and text_cache.safetensors
 if [ ! -f "$DATA/export/index.json" ]; then
     mkdir -p "$DATA"
-    tar xJf gpu_carry/export.tar.xz -C "$DATA"
+    tar xJf "$CARRY/export.tar.xz" -C "$DATA"
 fi
 exec "$PY" scripts/gpu_train.py --export "$DATA/export" --out "$WORK" --publish "${OUT:?set OUT}" \
-    --set "data.text_cache=\"$PWD/gpu_carry/text_cache.safetensors\"" "$@"
+    --set "data.text_cache=\"$PWD/$CARRY/text_cache.safetensors\"" "$@"

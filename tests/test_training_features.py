@@ -226,7 +226,95 @@ def test_gpu_continue_recipe_resumes_the_bundled_model():
     assert config.init_from == "default"
     assert task.unet == load_config(DEFAULT_MODEL_DIR / "unet")
     assert task.pipeline.melody_layout == bundled["melody_layout"] == "pitch_class_mel"
-    assert Path(task.pipeline.vocoder).resolve() == (DEFAULT_MODEL_DIR / "vocoder").resolve()
+    # the vocoder's weights need not travel: the export names a builtin one (gpu_lean.sh, unpublish)
+    assert not task.init_vocoder and task.pipeline.vocoder == "hifigan-universal"
+    assert task.pipeline.mel.to_dict() == bundled["mel"]
     assert task.frame_condition == "chroma" and task.unet.cond_channels == 12
     assert task.unet.timing_channels == 1 and 0 < task.timing_dropout < 1
     assert config.optim.lr < 3e-4 and config.optim.horizon == "time" and not config.data.mask_padding
+
+
+def test_fewer_mel_bits_keep_each_value_within_half_a_step(export, tmp_path):
+    """export_compact(bits=6): the same clips, values at the centre of 4-wide uint8 bins (read
+    back within half a step of the 8-bit export), and xz packs them smaller."""
+    import lzma
+
+    from audiodiff.data.feature_cache import FeatureShards
+
+    # the fixture's export is itself a compact export: re-export it both ways from its source
+    cache = export.parent / "cache"
+    eight = export_compact(cache, tmp_path / "e8", max_mib=1.0, dtype="uint8", echo=None)
+    six = export_compact(cache, tmp_path / "e6", max_mib=1.0, dtype="uint8", bits=6, echo=None)
+    assert six["clips"] == eight["clips"]
+    a, b = FeatureShards(tmp_path / "e8"), FeatureShards(tmp_path / "e6")
+    assert json.loads((tmp_path / "e6" / "index.json").read_text())["bits"] == 6
+    step = 4 * 2 / 255
+    packed = {8: 0, 6: 0}
+    for i in range(len(a)):
+        x, y = a[i]["mel"], b[i]["mel"]
+        assert x.shape == y.shape and (x - y).abs().max() <= step / 2 + 1e-6
+        assert ((y + 1) * 127.5).round().remainder(4).eq(2).all()  # bin centres
+        packed[8] += len(lzma.compress(((x + 1) * 127.5).round().to(torch.uint8).numpy().tobytes()))
+        packed[6] += len(lzma.compress(((y + 1) * 127.5).round().to(torch.uint8).numpy().tobytes()))
+    assert packed[6] < 0.9 * packed[8]
+    with pytest.raises(ValueError, match="bits must be 1..8"):
+        export_compact(cache, tmp_path / "bad", dtype="float16", bits=6, echo=None)
+
+
+def test_fine_tune_without_the_vocoder_weights_then_put_them_back(export, tmp_path):
+    """task.init_vocoder = false: a machine that has init_from's denoiser but not its vocoder's
+    weights (the GPU machine, scripts/gpu_lean.sh) trains and exports; unpublish(vocoder_from=)
+    then gives the model init_from's own vocoder back."""
+    import shutil
+
+    from audiodiff.conditioning.text import TextConditioner, TextConditionerConfig
+    from audiodiff.models.unet_mel import UNetMel
+    from audiodiff.models.vocoder import HiFiGAN, HiFiGANConfig
+    from audiodiff.pipelines import TextToAudioConfig
+    from audiodiff.testing import tiny_unet_mel_config
+    from audiodiff.training.config import train_config_from_dict as from_dict
+    from audiodiff.training.testing import tiny_vocoder_task_dict
+    from audiodiff.training.trainer import resolve_config
+
+    task = tiny_task_dict()
+    torch.manual_seed(0)
+    mel = MelConfig(**TINY_MEL)
+    unet = tiny_unet_mel_config(n_mels=16, text_dim=32)
+    vocoder = HiFiGAN(HiFiGANConfig.from_dict(tiny_vocoder_task_dict()["generator"])).eval()
+    full = TextToAudioPipeline(UNetMel(unet), TextConditioner(TextConditionerConfig(encoder="hash", dim=32)),
+                               vocoder, TextToAudioConfig(mel=mel, vocoder="a-folder", default_steps=4))
+    full.save_pretrained(tmp_path / "init")
+    assert json.loads((tmp_path / "init" / "pipeline.json").read_text())["vocoder"] == "vocoder"
+    device_copy = tmp_path / "init_device"  # what the GPU machine gets: no vocoder weights
+    shutil.copytree(tmp_path / "init", device_copy)
+    (device_copy / "vocoder" / "model.safetensors").unlink()
+
+    out, pub = tmp_path / "out", tmp_path / "pub"
+    sets = [f"task={json.dumps(task)}", "data.crop_s=0.5", "batch_size=4", "data.num_workers=0",
+            "data.max_valid_clips=2", "valid_every=1000", f"init_from={json.dumps(str(device_copy))}",
+            "task.init_vocoder=false", 'task.pipeline.vocoder="griffinlim"']
+    cmd = [sys.executable, str(ROOT / "scripts" / "gpu_train.py"), "--device", "cpu", "--export", str(export),
+           "--out", str(out), "--publish", str(pub), "--max-minutes", "0.05", "--checkpoint-minutes", "0.05"]
+    for s in sets:
+        cmd += ["--set", s]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out / "model" / "pipeline.json").read_text())["vocoder"] == "griffinlim"
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from gpu_train import unpublish
+
+    model = unpublish(pub, tmp_path / "unpacked", vocoder_from=tmp_path / "init")
+    assert json.loads((model / "pipeline.json").read_text())["vocoder"] == "vocoder"
+    assert (model / "vocoder" / "model.safetensors").read_bytes() == \
+        (tmp_path / "init" / "vocoder" / "model.safetensors").read_bytes()
+    pipe = TextToAudioPipeline.from_pretrained(model)
+    assert isinstance(pipe.vocoder, HiFiGAN)
+    assert pipe("a low hum", duration_s=0.3, num_steps=2, seed=0).waveforms.abs().max() > 0
+    assert json.loads((model / "training.json").read_text())["step"] >= 1  # the run's denoiser
+
+    # keeping a vocoder that is not a builtin name cannot work without init_from's weights
+    bad = from_dict(tiny_train_dict("unused", "unused"), [f"init_from={json.dumps(str(device_copy))}",
+                                                         "task.init_vocoder=false", 'task.pipeline.vocoder="elsewhere"'])
+    with pytest.raises(ValueError, match="init_vocoder = false keeps task.pipeline.vocoder"):
+        resolve_config(bad)

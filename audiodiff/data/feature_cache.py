@@ -190,7 +190,7 @@ class FeatureShards:
 def export_compact(cache: str | os.PathLike, out: str | os.PathLike, max_mib: float = 64.0,
                    max_clip_s: float = 10.0, dtype: str = "float16", seed: int = 0,
                    melody_share: float = 0.5, shard_mib: float = 16.0, chunks: bool = False,
-                   echo: Callable[[str], None] | None = print) -> dict:
+                   bits: int = 8, echo: Callable[[str], None] | None = print) -> dict:
     """Pick clips of a feature cache into at most ``max_mib``.
 
     ``melody_share`` of the budget goes to clips with melody labels (rendered music), the rest to
@@ -199,9 +199,15 @@ def export_compact(cache: str | os.PathLike, out: str | os.PathLike, max_mib: fl
     Each clip keeps its first ``max_clip_s``; with ``chunks`` a longer clip is cut into
     consecutive ``max_clip_s`` chunks instead (each its own clip; a tail under 1 s is dropped), so
     long music gives many short training clips. ``dtype`` "float16" or "uint8" (twice the audio).
+    ``bits`` < 8 (uint8 only) keeps that many bits of each uint8 value, stored at the centre of
+    its bin: the files read as before and the budget is the same, but xz packs them smaller
+    (6 bits: 2.9x instead of 1.6x, a step of 0.031 in the normalised mel, ~0.2 dB).
     Reserved evaluation clips (split "test") are never exported."""
     if dtype not in ("float16", "uint8"):
         raise ValueError(f"dtype must be 'float16' or 'uint8', got {dtype!r}")
+    if bits != 8 and not (dtype == "uint8" and 1 <= bits < 8):
+        raise ValueError(f"bits must be 1..8 with dtype 'uint8' (8 for float16), got bits={bits}, dtype={dtype!r}")
+    drop = 8 - bits
     if not 0 <= melody_share <= 1:
         raise ValueError(f"melody_share must be in [0, 1], got {melody_share}")
     src = FeatureShards(cache)
@@ -254,8 +260,7 @@ def export_compact(cache: str | os.PathLike, out: str | os.PathLike, max_mib: fl
                         queues[s] = []
                         break
                     key = f"{len(picked):06d}"
-                    tensors = {"mel": mel.half() if dtype == "float16"
-                               else ((mel.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)}
+                    tensors = {"mel": mel.half() if dtype == "float16" else _quantise(mel, drop)}
                     if item["pitch"] is not None:
                         tensors["pitch"] = item["pitch"][start:start + max_frames].to(torch.int16)
                     shard = writer.add(key, tensors)
@@ -271,7 +276,8 @@ def export_compact(cache: str | os.PathLike, out: str | os.PathLike, max_mib: fl
                         writer.flush()
     writer.flush()
     index = {"format_version": INDEX_VERSION, "kind": "compact-export", "mel_config": src.index["mel_config"],
-             "normalized": True, "dtype": dtype, "max_clip_s": max_clip_s, "clips": picked}
+             "normalized": True, "dtype": dtype, "bits": bits if dtype == "uint8" else 16,
+             "max_clip_s": max_clip_s, "clips": picked}
     atomic_write_text(out / "index.json", json.dumps(index) + "\n")
     atomic_write_text(out / "clips.jsonl", "".join(json.dumps(
         {k: c[k] for k in ("key", "shard", "frames", *_META)}, ensure_ascii=False) + "\n" for c in picked))
@@ -281,6 +287,14 @@ def export_compact(cache: str | os.PathLike, out: str | os.PathLike, max_mib: fl
     if echo:
         echo(f"compact export {out}: {len(picked)} clips, {hours:.2f} h of mels, {size / 2**20:.1f} MiB")
     return {"clips": len(picked), "hours": hours, "mib": size / 2**20}
+
+
+def _quantise(mel: torch.Tensor, drop: int) -> torch.Tensor:
+    """[-1, 1] -> uint8 0..255; with ``drop`` low bits cleared and the bin's centre kept."""
+    q = ((mel.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    if drop:
+        q = (q >> drop << drop) | (1 << (drop - 1))
+    return q
 
 
 def _export_readme(picked: list[dict], hours: float, dtype: str, max_clip_s: float) -> str:

@@ -141,6 +141,11 @@ class DiffusionTaskConfig(Config):
     # With unet.timing_channels = 1: the probability that an item's sound length is not said
     # (its timing plane is zeros), so the model also generates when the user gives none.
     timing_dropout: float = 0.3
+    # With init_from: take its vocoder too (true), or keep pipeline.vocoder, a builtin name that
+    # the export records without needing weights (false): for a machine that gets the denoiser to
+    # fine-tune but not the vocoder's weights (scripts/gpu_train.py's unpublish(vocoder_from=...)
+    # puts a folder's vocoder back into the exported model).
+    init_vocoder: bool = True
     # Audio samples written every `sample_every` steps with the EMA weights.
     sample_prompts: tuple[str, ...] = ("heavy rain on a tin roof", "a dog barking", "a church organ chord")
     sample_duration_s: float = 4.0

@@ -305,7 +305,12 @@ class DiffusionTask(_TextDiffusionTask):
     def resolve_init(cls, config: DiffusionTaskConfig, init_from: str) -> DiffusionTaskConfig:
         folder = _init_folder(init_from)
         pipeline = TextToAudioConfig.load(folder / "pipeline.json")
-        if pipeline.vocoder not in BUILTIN_VOCODERS:  # a vocoder stored in the pipeline folder
+        if not config.init_vocoder:
+            if config.pipeline.vocoder not in BUILTIN_VOCODERS:
+                raise ValueError(f"task.init_vocoder = false keeps task.pipeline.vocoder, which must then be one of "
+                                 f"{BUILTIN_VOCODERS} (exported by name), got {config.pipeline.vocoder!r}")
+            pipeline = pipeline.replace(vocoder=config.pipeline.vocoder)
+        elif pipeline.vocoder not in BUILTIN_VOCODERS:  # a vocoder stored in the pipeline folder
             pipeline = pipeline.replace(vocoder=str((folder / pipeline.vocoder).resolve()))
         unet = load_config(folder / "unet")
         # The condition follows the architecture: a model with a melody input (the bundled one)

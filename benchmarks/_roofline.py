@@ -28,9 +28,9 @@ from torch.utils.flop_counter import FlopCounterMode
 # Kernel / op name -> kind, first match wins (CUDA kernel names and aten op names alike).
 KINDS = (
     ("attention", r"flash|fmha|attention|sdpa|softmax"),
-    ("convolution", r"conv|cudnn|implicit_gemm|xmma|fprop|dgrad|wgrad|winograd|mkldnn"),
+    ("convolution", r"conv|cudnn|implicit_gemm|fprop|dgrad|wgrad|winograd|mkldnn"),
     ("matmul", r"gemm|cutlass|matmul|addmm|\bmm\b|bmm|linear|cublas"),
-    ("normalisation", r"norm"),
+    ("normalisation", r"norm(?!al)|moments"),  # group / layer norm and their statistics, not randn's normal_
     ("elementwise", r"elementwise|vectorized|unrolled|add|mul|silu|gelu|relu|tanh|sigmoid|copy|fill|cat|pad"),
     ("reduction", r"reduce|sum|mean"),
 )

@@ -103,3 +103,15 @@ def test_the_whole_call_can_be_captured_as_one_cuda_graph(monkeypatch):
         torch.ones(3, device="meta").sum().item()
     with pytest.raises(ValueError, match="needs --device cuda"):
         latency.build_pipeline("random", torch.device("cpu"), "bf16-fullgraph")
+
+
+def test_kernel_names_fall_into_their_kinds():
+    kind = _roofline.kind_of
+    assert kind("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc") == "convolution"
+    assert kind("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64") == "matmul"
+    assert kind("pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64, 128>>") == "attention"
+    assert kind("void at::native::(anonymous namespace)::RowwiseMomentsCUDAKernel<float>") == "normalisation"
+    assert kind("void at::native::normal_kernel<float>") == "other"  # randn, not a norm
+    assert kind("aten::native_group_norm") == "normalisation"
+    assert kind("void at::native::vectorized_elementwise_kernel<4, at::native::silu_kernel>") == "elementwise"
+    assert kind("aten::mkldnn_convolution") == "convolution" and kind("aten::addmm") == "matmul"

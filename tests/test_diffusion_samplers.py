@@ -26,6 +26,7 @@ from audiodiff.diffusion import (
     loglinear_sigmas,
     sample_ddim,
     sample_dpmpp_2m,
+    sample_dpmpp_3m,
     sample_euler,
     sample_heun,
 )
@@ -38,6 +39,7 @@ CASES = [
     ("euler", sample_euler, {}),
     ("heun", sample_heun, {}),
     ("dpmpp_2m", sample_dpmpp_2m, {}),
+    ("dpmpp_3m", sample_dpmpp_3m, {}),
     ("ddim_eta0", sample_ddim, {"eta": 0.0}),
     ("ddim_eta1", sample_ddim, {"eta": 1.0}),
 ]
@@ -66,7 +68,7 @@ def mixture_denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 
 # First-order samplers need more steps for the same accuracy (see the convergence test).
-SPREAD_STEPS = {"euler": 200, "heun": 50, "dpmpp_2m": 50, "ddim_eta0": 200, "ddim_eta1": 400}
+SPREAD_STEPS = {"euler": 200, "heun": 50, "dpmpp_2m": 50, "dpmpp_3m": 50, "ddim_eta0": 200, "ddim_eta1": 400}
 
 
 @pytest.mark.parametrize("name,sampler,options", CASES, ids=[c[0] for c in CASES])
@@ -101,6 +103,17 @@ def test_convergence_order(sampler, order):
     ratios = [_ode_error(sampler, n) / _ode_error(sampler, 2 * n) for n in (50, 100)]
     for ratio in ratios:
         assert 2**order * 0.8 < ratio < 2**order * 1.25, ratios
+
+
+def test_dpmpp_3m_wins_with_many_steps_and_loses_with_few():
+    """Third order pays once the steps are small: on the Gaussian ODE its error at 25-100 steps
+    is 4-100x below 2M's, but from sigma 80 in 10 or fewer Karras steps its extrapolation over
+    the large first steps overshoots (0.30 against 0.16 at 10 steps), so the few-step defaults
+    stay with 2M."""
+    for n in (25, 50, 100):
+        assert _ode_error(sample_dpmpp_3m, n) < 0.25 * _ode_error(sample_dpmpp_2m, n)
+    for n in (5, 8, 10):
+        assert _ode_error(sample_dpmpp_3m, n) > _ode_error(sample_dpmpp_2m, n)
 
 
 @pytest.mark.parametrize("name,sampler,options", CASES, ids=[c[0] for c in CASES])
@@ -165,9 +178,9 @@ def test_ddim_eta0_equals_euler():
 
 def test_bad_arguments():
     x = torch.randn(2, 3)
-    with pytest.raises(ValueError, match="known samplers: ddim, dpmpp_2m, euler, heun"):
+    with pytest.raises(ValueError, match="known samplers: ddim, dpmpp_2m, dpmpp_3m, euler, heun"):
         get_sampler("plms")
-    assert get_sampler("heun") is sample_heun and set(SAMPLERS) == {"euler", "heun", "dpmpp_2m", "ddim"}
+    assert get_sampler("heun") is sample_heun and set(SAMPLERS) == {"euler", "heun", "dpmpp_2m", "dpmpp_3m", "ddim"}
     with pytest.raises(ValueError, match="strictly decreasing"):
         sample_euler(mixture_denoiser, x, torch.tensor([1.0, 2.0, 0.0]))
     with pytest.raises(ValueError, match="eta"):
@@ -223,26 +236,31 @@ def _trajectory(run):
     return out, steps
 
 
-PARITY = [
-    ("euler", lambda: sample_euler, "sample_euler", {}),
-    ("heun", lambda: sample_heun, "sample_heun", {}),
-    ("dpmpp_2m", lambda: sample_dpmpp_2m, "sample_dpmpp_2m", {}),
+PARITY = [  # (id, ours, k-diffusion's, our options, its options)
+    ("euler", lambda: sample_euler, "sample_euler", {}, {}),
+    ("heun", lambda: sample_heun, "sample_heun", {}, {}),
+    ("dpmpp_2m", lambda: sample_dpmpp_2m, "sample_dpmpp_2m", {}, {}),
+    # Our claim: deterministic 3M is k-diffusion's 3M SDE without its noise.
+    ("dpmpp_3m", lambda: sample_dpmpp_3m, "sample_dpmpp_3m_sde", {}, {"eta": 0.0}),
     # Our claim: deterministic DDIM in sigma space is Euler; eta = 1 is Euler-ancestral.
-    ("ddim_eta0_vs_euler", lambda: sample_ddim, "sample_euler", {"eta": 0.0}),
+    ("ddim_eta0_vs_euler", lambda: sample_ddim, "sample_euler", {"eta": 0.0}, {}),
 ]
 
 
 @pytest.mark.parametrize("schedule", ["karras", "loglinear"])
 @pytest.mark.parametrize("num_steps", [1, 3, 25])
-@pytest.mark.parametrize("name,ours,ref_name,options", PARITY, ids=[p[0] for p in PARITY])
-def test_trajectory_matches_kdiffusion(kdiff, name, ours, ref_name, options, num_steps, schedule):
+@pytest.mark.parametrize("name,ours,ref_name,options,ref_options", PARITY, ids=[p[0] for p in PARITY])
+def test_trajectory_matches_kdiffusion(kdiff, name, ours, ref_name, options, ref_options, num_steps, schedule):
+    if name == "dpmpp_3m" and num_steps == 1:
+        pytest.skip("k-diffusion's 3M SDE fails on a single step (its h is unbound); ours returns D")
     make = karras_sigmas if schedule == "karras" else loglinear_sigmas
     sigmas = make(num_steps, SIGMA_MIN, SIGMA_MAX)
     x = torch.randn(4, 1, 6, 10, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
     x = x * SIGMA_MAX
     out, steps = _trajectory(lambda cb: ours()(mixture_denoiser, x, sigmas, callback=cb, **options))
     ref_fn = getattr(kdiff, ref_name)
-    ref, ref_steps = _trajectory(lambda cb: ref_fn(mixture_denoiser, x, sigmas, callback=cb, disable=True))
+    ref, ref_steps = _trajectory(lambda cb: ref_fn(mixture_denoiser, x, sigmas, callback=cb, disable=True,
+                                                   **ref_options))
     assert len(steps) == len(ref_steps) == num_steps
     for (xa, da), (xb, db) in zip(steps, ref_steps):
         torch.testing.assert_close(xa, xb, rtol=1e-5, atol=1e-5)

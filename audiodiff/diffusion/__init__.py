@@ -26,6 +26,7 @@ from audiodiff.diffusion.samplers import (
     get_sampler,
     sample_ddim,
     sample_dpmpp_2m,
+    sample_dpmpp_3m,
     sample_euler,
     sample_heun,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "randn_like_cpu",
     "sample_ddim",
     "sample_dpmpp_2m",
+    "sample_dpmpp_3m",
     "sample_euler",
     "sample_heun",
     "seeds_for_batch",

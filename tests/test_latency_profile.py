@@ -115,3 +115,23 @@ def test_kernel_names_fall_into_their_kinds():
     assert kind("aten::native_group_norm") == "normalisation"
     assert kind("void at::native::vectorized_elementwise_kernel<4, at::native::silu_kernel>") == "elementwise"
     assert kind("aten::mkldnn_convolution") == "convolution" and kind("aten::addmm") == "matmul"
+
+
+def test_solver_error_falls_with_the_step_count(tmp_path):
+    """benchmarks/solver_error.py on a tiny random pipeline: the deterministic samplers approach
+    the many-step reference as their steps grow."""
+    from audiodiff.testing import tiny_text_to_audio_pipeline
+
+    tiny_text_to_audio_pipeline(seed=3).save_pretrained(tmp_path / "tiny")
+    spec = importlib.util.spec_from_file_location("bench_solver_error", ROOT / "benchmarks" / "solver_error.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    payload = module.main(["--model", str(tmp_path / "tiny"), "--dtype", "fp32", "--threads", "1",
+                           "--steps", "2", "8", "--reference-steps", "32", "--samplers", "dpmpp_2m", "euler",
+                           "--prompts", "a low hum", "a click", "--duration-s", "0.5", "--out", str(tmp_path)])
+    error = {(r["sampler"], r["steps"]): r["mean_error"] for r in payload["records"]}
+    for sampler in ("dpmpp_2m", "euler"):
+        assert error[sampler, 8] < 0.5 * error[sampler, 2]
+    assert error["dpmpp_2m", 8] < error["euler", 8]  # second order beats first at equal steps
+    assert payload["reference_error"] < error["dpmpp_2m", 8]
+    assert "| dpmpp_2m | 8 |" in (tmp_path / "solver-error.md").read_text()

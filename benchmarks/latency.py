@@ -158,7 +158,8 @@ class Pipeline:
 class GraphedPipeline:
     """A :class:`Pipeline` whose whole call is captured once per (batch, duration, steps) as one
     CUDA graph and replayed. Random token ids and the initial noise are drawn inside the graph
-    (CUDA's generator is graph-safe: every replay draws new numbers)."""
+    (CUDA's generator is graph-safe: every replay draws new numbers). The returned waveform is the
+    graph's own output buffer, overwritten by the next replay of the same key."""
 
     def __init__(self, pipe: Pipeline):
         self.pipe = pipe

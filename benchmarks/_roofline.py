@@ -73,7 +73,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _best_seconds(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+def _seconds(fn: Callable[[], object], device: torch.device, repeats: int) -> list[float]:
+    """Wall seconds of ``repeats`` synchronised calls, after one untimed warm-up call."""
     fn()
     _sync(device)
     times = []
@@ -82,7 +83,11 @@ def _best_seconds(fn: Callable[[], object], device: torch.device, repeats: int) 
         fn()
         _sync(device)
         times.append(time.perf_counter() - t0)
-    return min(times)
+    return times
+
+
+def _best_seconds(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    return min(_seconds(fn, device, repeats))
 
 
 def measure_peaks(device: torch.device, dtype: torch.dtype) -> dict[str, float]:
@@ -135,14 +140,7 @@ def profile_call(fn: Callable[[], object], device: torch.device, top: int = 15,
     from torch.profiler import ProfilerActivity, profile
 
     cuda = device.type == "cuda"
-    fn()
-    _sync(device)
-    walls = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        walls.append(time.perf_counter() - t0)
+    walls = _seconds(fn, device, repeats)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:
         fn()

@@ -14,8 +14,8 @@
 # peers.log: seven files. Time caps (seconds, overridable): OURS_S and PEERS_S stop adding rows
 # (--max-seconds), and `timeout` kills each benchmark OVERRUN_S after its cap (ours gets 20 s more
 # for its profile: kernels, launch gaps, FLOPs and bytes against the card's measured peaks, in
-# latency-cuda.md); with the defaults the worst case is about 15 + 140 + 290 = 445 s. Extra arguments (they come last, so they override
-# the ones below): OURS_ARGS, PEERS_ARGS. A CPU smoke test of this script:
+# latency-cuda.md); with the defaults the worst case is about 15 + 140 + 290 = 445 s. Extra
+# arguments (they come last, so they override the ones below): OURS_ARGS, PEERS_ARGS. A CPU smoke test of this script:
 #   OUT=/tmp/x DEVICE=cpu OURS_ARGS="--batches 1 --durations 1 --steps 2 --repeats 1 --threads 1" \
 #   PEERS_ARGS="--tiny --batches 1 --duration-s 1 --steps 2 --repeats 1 --threads 1" bash scripts/gpu_latency.sh
 set -uo pipefail  # no -e: one failing benchmark must not stop the other

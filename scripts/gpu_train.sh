@@ -3,10 +3,11 @@
 # gpu_carry/ (made here by scripts/gpu_prepare.py: export.tar.xz + text_cache.safetensors):
 #
 #   OUT=/some/dir bash scripts/gpu_train.sh [--max-minutes 7] [--set key=value ...]
-#   OUT=/some/dir bash scripts/gpu_train.sh --config configs/gpu_continue.toml --max-minutes 9
+#   CARRY=gpu_carry/device OUT=/some/dir bash scripts/gpu_train.sh --config configs/gpu_continue.toml --max-minutes 8.5
 #
 # The first form is configs/gpu_default.toml, the from-scratch recipe of v0.1; the second, the
-# next run, continues the bundled model (audiodiff/assets/default, which travels with the repo).
+# next run, continues the bundled model (audiodiff/assets/default, which travels with the repo)
+# on the 6-bit export that fits beside it (the config's header has the whole procedure).
 # Unpacks the export into $DATA, trains (run + latest export under $WORK; rerun = resume) and
 # publishes each minute's fp16 export to $OUT as model-stepN.tar.part* (<= 15 MiB files, so a
 # size-capped copy back still gets them) with metrics.jsonl and summary.json.

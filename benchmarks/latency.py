@@ -313,7 +313,7 @@ def profile_setting(variant: str, args, device: torch.device) -> dict:
     profiled = profile_call(call, device, repeats=args.repeats)
     # The work does not depend on graphs, and a graph's replay is invisible to the counters:
     # count it on the eager pipeline of the same precision.
-    eager = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[HALF[variant]]
+    eager = variant.split("-")[0]  # bf16-graph / bf16-fullgraph -> bf16
     eager_pipe = pipe if eager == variant else build_pipeline(args.model, device, eager, interval)
     work = count_work(lambda: eager_pipe(1, duration, steps))
     peaks = measure_peaks(device, HALF[variant])

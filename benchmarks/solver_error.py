@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DEFAULT_OUT, machine_info, machine_line, markdown_table, write_results  # noqa: E402
 
-from audiodiff.diffusion import karras_sigmas  # noqa: E402
+from audiodiff.diffusion import NoiseScheduleConfig  # noqa: E402
 from audiodiff.pipelines import TextToAudioPipeline  # noqa: E402
 
 PROMPTS = ("heavy rain falling on a roof", "a dog barking twice", "a church bell ringing",
@@ -36,10 +36,9 @@ PROMPTS = ("heavy rain falling on a roof", "a dog barking twice", "a church bell
 
 
 def mel(pipe, prompt: str, seed: int, steps: int, sampler: str, duration_s: float,
-        schedule: tuple[float, float, float] | None = None) -> torch.Tensor:
-    """The mel of one case; ``schedule`` (sigma_min, sigma_max, rho) of a Karras schedule, None =
-    the pipeline's own."""
-    sigmas = None if schedule is None else karras_sigmas(steps, schedule[0], schedule[1], rho=schedule[2])
+        schedule: NoiseScheduleConfig | None = None) -> torch.Tensor:
+    """The mel of one case on ``schedule``'s Karras sigmas (None: the pipeline's own)."""
+    sigmas = None if schedule is None else schedule.sigmas(steps)
     out, _ = pipe.generate_mel(prompt, duration_s=duration_s, num_steps=steps, sampler=sampler, seed=seed,
                                sigmas=sigmas)
     return out.float()
@@ -71,10 +70,10 @@ def main(argv: list[str] | None = None) -> dict:
     cases = [(prompt, seed) for prompt in args.prompts for seed in args.seeds]
     own = pipe.config.schedule
     schedules = ([None] if args.sigma_max is None else
-                 [(own.sigma_min, sigma_max, args.rho or own.rho) for sigma_max in args.sigma_max])
+                 [own.replace(sigma_max=sigma_max, rho=args.rho or own.rho) for sigma_max in args.sigma_max])
     records, ref_check = [], []
     for schedule in schedules:
-        label = "model's" if schedule is None else f"sigma_max {schedule[1]:g}, rho {schedule[2]:g}"
+        label = "model's" if schedule is None else f"sigma_max {schedule.sigma_max:g}, rho {schedule.rho:g}"
         refs = {case: mel(pipe, *case, args.reference_steps, "dpmpp_2m", args.duration_s, schedule) for case in cases}
         # the reference's own error: against twice its steps, on the first case
         finer = mel(pipe, *cases[0], 2 * args.reference_steps, "dpmpp_2m", args.duration_s, schedule)

@@ -291,15 +291,14 @@ def unpublish(src: Path, dest: Path, vocoder_from: Path | None = None) -> Path:
 def attach_vocoder(model: Path, source: Path) -> None:
     """Give the pipeline folder ``model`` the vocoder of the pipeline folder ``source`` (copied if
     it is stored there, else named as ``source`` names it)."""
-    config = json.loads((model / "pipeline.json").read_text())
-    vocoder = json.loads((source / "pipeline.json").read_text())["vocoder"]
+    from audiodiff.pipelines import TextToAudioConfig
+
+    vocoder = TextToAudioConfig.load(source / "pipeline.json").vocoder
     if (source / vocoder).is_dir():
         shutil.rmtree(model / vocoder, ignore_errors=True)
         shutil.copytree(source / vocoder, model / vocoder)
-    config["vocoder"] = vocoder
-    tmp = model / ".pipeline.json.tmp"
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
-    os.replace(tmp, model / "pipeline.json")
+    config = TextToAudioConfig.load(model / "pipeline.json")
+    config.replace(vocoder=vocoder).save(model / "pipeline.json")  # atomic
 
 
 if __name__ == "__main__":

@@ -18,6 +18,10 @@ prepared clips are cached under ``$AUDIODIFF_CACHE`` (default ``~/.cache/audiodi
 
     python benchmarks/vocoder.py --clips-per-category 20 --device cpu --out benchmarks/results
     python benchmarks/vocoder.py --vocoder finetuned=runs/vocoder_ft/model   # + a vocoder folder
+
+``--mel-bits 8 6`` also feeds each vocoder the mel as a uint8 export stores it with that many bits
+(audiodiff.data.feature_cache.quantise_mel), as ``NAME@8bit`` ...: what coarser training data
+costs at the far end of the pipeline (the GPU data bundle travels with 6-bit mels).
 """
 
 from __future__ import annotations
@@ -39,14 +43,18 @@ except ImportError:
                          markdown_table, mean_std, write_results)
 
 from audiodiff.audio import MelConfig, MelSpectrogram, load_audio, peak_normalize, save_audio
+from audiodiff.audio.features import denormalize_mel, normalize_mel
 from audiodiff.data import (cache_root, debian_package, file_licence, find_audio_files,
                             is_reserved_package, sample_music, sample_speech_specs,
                             synthesize_speech)
+from audiodiff.data.feature_cache import dequantise_mel, quantise_mel
+from audiodiff.hub import DEFAULT_MODEL_DIR
 from audiodiff.models.vocoder import load_vocoder
 from audiodiff.training.vocoder import multi_resolution_stft_loss
 
 SAMPLE_RATE = 22050
-VOCODERS = {"hifigan": "hifigan-universal", "griffinlim": "griffinlim"}  # griffinlim: 32 iters
+# griffinlim: 32 iterations; bundled: the default model's vocoder (the universal one fine-tuned here)
+VOCODERS = {"hifigan": "hifigan-universal", "griffinlim": "griffinlim", "bundled": str(DEFAULT_MODEL_DIR / "vocoder")}
 SFX_PACKAGES = ("sonic-pi-samples", "sound-theme-freedesktop", "oxygen-sounds")
 HELDOUT_PACKAGES = ("scorched3d-data", "flare-game")  # reserved for evaluation (DATA.md)
 CATEGORIES = ("speech", "sfx", "sfx-heldout", "music")
@@ -202,11 +210,19 @@ class EmbeddingDistance:
         return float(1.0 - torch.nn.functional.cosine_similarity(self.refs[clip_id], self._embed(est), dim=0))
 
 
+def requantised(log_mel: torch.Tensor, config: MelConfig, bits: int) -> torch.Tensor:
+    """``log_mel`` as a uint8 export with ``bits`` bits stores it, read back."""
+    q = quantise_mel(normalize_mel(log_mel, config), bits)
+    return denormalize_mel(dequantise_mel(q).to(log_mel.device), config)
+
+
 def evaluate(vocoder: torch.nn.Module, mel: MelSpectrogram, clips: list[dict[str, object]],
              device: torch.device, save_dir: Path | None = None,
-             embedding_distance: EmbeddingDistance | None = None) -> list[dict[str, object]]:
+             embedding_distance: EmbeddingDistance | None = None,
+             bits: int | None = None) -> list[dict[str, object]]:
     """Vocode every clip; return per-clip metrics and timings (and the embedding distance
-    when ``embedding_distance`` is given)."""
+    when ``embedding_distance`` is given). ``bits``: vocode the mel quantised as a uint8 export
+    with that many bits stores it (the metrics still compare with the original audio)."""
     with torch.inference_mode():  # warm-up: first calls allocate and pick kernels
         warm = torch.randn(1, SAMPLE_RATE, device=device) * 0.1
         for _ in range(2):
@@ -218,6 +234,8 @@ def evaluate(vocoder: torch.nn.Module, mel: MelSpectrogram, clips: list[dict[str
         wav = wav.to(device)
         with torch.inference_mode():
             log_mel = mel(wav)
+            if bits is not None:
+                log_mel = requantised(log_mel, mel.config, bits)
             _sync(device)
             t0 = time.perf_counter()
             out = vocoder(log_mel)
@@ -304,7 +322,9 @@ def to_markdown(summary: list[dict[str, object]], machine: dict[str, object],
         + "`sfx-heldout` comes "
         f"from packages reserved for evaluation ({', '.join(HELDOUT_PACKAGES)})."
         + "".join(f" `{item.partition('=')[0]}`: the vocoder folder {_describe_folder(item.partition('=')[2])}."
-                  for item in getattr(args, "vocoder", [])), "",
+                  for item in getattr(args, "vocoder", []))
+        + (" `NAME@Bbit`: that vocoder fed the mel as a uint8 export with B bits stores it "
+           "(normalised to [-1, 1], quantised, read back)." if getattr(args, "mel_bits", []) else ""), "",
         markdown_table(headers, rows), ""])
 
 
@@ -327,10 +347,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-duration-s", type=float, default=4.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--vocoders", nargs="+", default=list(VOCODERS), choices=list(VOCODERS))
+    parser.add_argument("--vocoders", nargs="+", default=["hifigan", "griffinlim"], choices=list(VOCODERS),
+                        help="built-in vocoders to compare, the first as the baseline of the paired wins "
+                             "(default: hifigan griffinlim; bundled = the default model's)")
     parser.add_argument("--vocoder", action="append", default=[], metavar="NAME=PATH",
                         help="also evaluate the HiFi-GAN folder PATH (e.g. a fine-tuned export) under NAME; "
                              "repeatable")
+    parser.add_argument("--mel-bits", type=int, nargs="+", default=[], metavar="BITS",
+                        help="also vocode the mel quantised to BITS (1-8) as a uint8 export stores it, "
+                             "as NAME@BITSbit next to each vocoder (e.g. --mel-bits 8 6)")
     parser.add_argument("--no-embedding", action="store_true",
                         help="skip the aiSFX embedding distance (saves loading the embedding network)")
     parser.add_argument("--save-audio", type=Path, default=None,
@@ -338,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.clips_per_category < 1:
         parser.error("--clips-per-category must be at least 1")
+    bad_bits = [b for b in args.mel_bits if not 1 <= b <= 8]
+    if bad_bits:
+        parser.error(f"--mel-bits takes 1..8 (bits of a uint8 export), got {bad_bits}")
     sources = {name: VOCODERS[name] for name in args.vocoders}
     for item in args.vocoder:
         name, sep, path = item.partition("=")
@@ -365,7 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, source in sources.items():
         vocoder = load_vocoder(source, mel_config=config, device=device).eval()
         save_dir = args.save_audio / name if args.save_audio else None
-        results[name] = evaluate(vocoder, mel, clips, device, save_dir, embedding_distance)
+        for bits in (None, *args.mel_bits):
+            label = name if bits is None else f"{name}@{bits}bit"
+            results[label] = evaluate(vocoder, mel, clips, device, save_dir and save_dir.with_name(label),
+                                      embedding_distance, bits)
     summary = summarise(results)
     wins = paired_wins(results)
     markdown = to_markdown(summary, machine, args) + ("\n" + wins_markdown(wins) if wins else "")

@@ -226,6 +226,24 @@ def test_benchmark_counts_paired_wins_against_the_first_vocoder():
     assert paired_wins({"base": rows([0.3])}) == []
 
 
+@pytest.mark.parametrize("bits", [8, 6, 4])
+def test_benchmark_feeds_the_mel_as_an_export_of_that_many_bits_stores_it(bits):
+    """--mel-bits: the vocoder gets the mel on the export's grid: at most 2**bits levels, each value
+    within half a step of the original (a step of 2**(8 - bits) uint8 codes over the mel's range)."""
+    from benchmarks.vocoder import requantised
+
+    from audiodiff.audio import MelConfig
+
+    config = MelConfig()
+    log_mel = torch.linspace(config.norm_min, config.norm_max, 80 * 50).reshape(1, 80, 50)
+    out = requantised(log_mel, config, bits)
+    step = 2 ** (8 - bits) * (config.norm_max - config.norm_min) / 255
+    assert out.shape == log_mel.shape and out.dtype == log_mel.dtype
+    assert (out - log_mel).abs().max() <= step / 2 + 1e-4
+    assert (out - log_mel).abs().max() > step / 4  # it did quantise
+    assert len(out.unique()) <= 2 ** bits
+
+
 @pytest.mark.parametrize("key, use", [("run_dir", "--out"), ("max_minutes", "--max-minutes"), ("device", "--device")])
 def test_gpu_script_refuses_to_override_what_it_sets(key, use, tmp_path, capsys):
     """A --set of run_dir used to train into one folder and export from another, then crash at the

@@ -158,7 +158,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-mib", type=float, default=64.0)
     p.add_argument("--max-clip-s", type=float, default=10.0, help="keep at most this much of each clip")
     p.add_argument("--dtype", choices=("float16", "uint8"), default="float16",
-                   help="uint8 quantises mels (0.24 dB steps) to fit twice the audio")
+                   help="uint8 quantises mels (0.48 dB steps, at most 0.24 dB off) to fit twice the audio")
     p.add_argument("--melody-share", type=float, default=0.5,
                    help="share of the budget for clips with melody labels (music); default 0.5")
     p.add_argument("--chunks", action="store_true",

@@ -182,7 +182,7 @@ class FeatureShards:
         handle = self._open(clip["shard"])
         mel = handle.get_tensor(f"{clip['key']}.mel")
         if mel.dtype == torch.uint8:  # quantised export: 0..255 over [-1, 1]
-            mel = mel.float() * (2.0 / 255.0) - 1.0
+            mel = dequantise_mel(mel)
         pitch = handle.get_tensor(f"{clip['key']}.pitch").long() if clip.get("has_pitch") else None
         return {**clip, "mel": mel.float()[None], "pitch": pitch}
 
@@ -202,13 +202,13 @@ def export_compact(cache: str | os.PathLike, out: str | os.PathLike, max_mib: fl
     ``bits`` < 8 (uint8 only) keeps that many bits of each uint8 value, stored at the centre of
     its bin: the files read as before and the budget is the same, but xz packs them smaller
     (6 bits: 2.9x instead of 1.6x; a step of 0.031 in the normalised mel, 0.22 in log
-    magnitude or 1.9 dB, so each value is at most 0.95 dB off; 8 bits: 0.48 dB steps).
+    magnitude or 1.9 dB, so each value is at most 0.95 dB off; 8 bits: 0.48 dB steps):
+    :func:`quantise_mel`.
     Reserved evaluation clips (split "test") are never exported."""
     if dtype not in ("float16", "uint8"):
         raise ValueError(f"dtype must be 'float16' or 'uint8', got {dtype!r}")
     if bits != 8 and not (dtype == "uint8" and 1 <= bits < 8):
         raise ValueError(f"bits must be 1..8 with dtype 'uint8' (8 for float16), got bits={bits}, dtype={dtype!r}")
-    drop = 8 - bits
     if not 0 <= melody_share <= 1:
         raise ValueError(f"melody_share must be in [0, 1], got {melody_share}")
     src = FeatureShards(cache)
@@ -261,7 +261,7 @@ def export_compact(cache: str | os.PathLike, out: str | os.PathLike, max_mib: fl
                         queues[s] = []
                         break
                     key = f"{len(picked):06d}"
-                    tensors = {"mel": mel.half() if dtype == "float16" else _quantise(mel, drop)}
+                    tensors = {"mel": mel.half() if dtype == "float16" else quantise_mel(mel, bits)}
                     if item["pitch"] is not None:
                         tensors["pitch"] = item["pitch"][start:start + max_frames].to(torch.int16)
                     shard = writer.add(key, tensors)
@@ -290,12 +290,27 @@ def export_compact(cache: str | os.PathLike, out: str | os.PathLike, max_mib: fl
     return {"clips": len(picked), "hours": hours, "mib": size / 2**20}
 
 
-def _quantise(mel: torch.Tensor, drop: int) -> torch.Tensor:
-    """[-1, 1] -> uint8 0..255; with ``drop`` low bits cleared and the bin's centre kept."""
-    q = ((mel.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    if drop:
-        q = (q >> drop << drop) | (1 << (drop - 1))
-    return q
+def quantise_mel(mel: torch.Tensor, bits: int = 8) -> torch.Tensor:
+    """Normalised mel in [-1, 1] -> uint8 0..255 (what a uint8 export stores). With ``bits`` < 8
+    the value falls in one of ``2**bits`` equal bins over 0..255 and is stored as the bin's centre
+    (the low bits ``10...0``), so :func:`dequantise_mel` reads it back as before and each value is
+    at most half a bin off, without bias; xz packs the unused low bits away."""
+    if not 1 <= bits <= 8:
+        raise ValueError(f"bits must be 1..8, got {bits}")
+    codes = (mel.float().clamp(-1, 1) + 1) * 127.5
+    if bits == 8:
+        return codes.round().to(torch.uint8)
+    width = 2 ** (8 - bits)
+    # binned from the unrounded value: rounding to 8 bits first would put values up to 2.5
+    # codes (not 2) from the centre and read back half a code high on average
+    k = (codes / width).floor().clamp(max=2 ** bits - 1)
+    return (k * width + width // 2).to(torch.uint8)
+
+
+def dequantise_mel(q: torch.Tensor) -> torch.Tensor:
+    """uint8 0..255 -> float32 normalised mel in [-1, 1] (inverse of :func:`quantise_mel` up to its
+    rounding)."""
+    return q.float() * (2.0 / 255.0) - 1.0
 
 
 def _export_readme(picked: list[dict], hours: float, dtype: str, max_clip_s: float) -> str:

@@ -56,7 +56,8 @@ def write_outputs(result, output: str) -> None:
 def load_pipeline(args: argparse.Namespace):
     from .pipelines import TextToAudioPipeline
 
-    return TextToAudioPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    return TextToAudioPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype,
+                                               guide=getattr(args, "guide", None))
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
@@ -69,7 +70,8 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     result = pipe(args.prompt, negative_prompt=args.negative, duration_s=args.duration_s,
                   num_steps=args.steps, guidance_scale=args.guidance, sampler=args.sampler,
                   seed=args.seed, batch_size=args.n, progress=not args.quiet,
-                  guidance_interval=args.guidance_interval, sound_s=args.sound_s)
+                  guidance_interval=args.guidance_interval, sound_s=args.sound_s,
+                  autoguidance=args.autoguidance)
     write_outputs(result, args.output)
     s = result.settings
     sound = ""
@@ -80,8 +82,9 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     from .pipelines.base import dtype_name
 
     weights = dtype_name(pipe.dtype)
+    auto = f", autoguidance {s['autoguidance']:g}" if s.get("autoguidance") else ""
     print(f"{len(result)} clip(s) in {time.perf_counter() - start:.1f} s "
-          f"({s['sampler']}, {s['num_steps']} steps, guidance {s['guidance_scale']:g}, {weights}{sound})")
+          f"({s['sampler']}, {s['num_steps']} steps, guidance {s['guidance_scale']:g}{auto}, {weights}{sound})")
 
 
 def sound_seconds(text: str) -> float | str | None:
@@ -109,6 +112,15 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: cpu)")
     add_dtype_arg(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def add_autoguidance_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--autoguidance", type=float, default=None, metavar="W",
+                   help="weight of autoguidance by the model's guide network, D + W (D - G) (model default; "
+                        "0 = off, one network call less per step)")
+    p.add_argument("--guide", default=None, metavar="DIR",
+                   help="guide network for --autoguidance instead of the model's own guide/: a UNet folder or "
+                        "a pipeline folder (its unet/), e.g. an earlier checkpoint of the same model")
 
 
 def add_dtype_arg(p: argparse.ArgumentParser) -> None:
@@ -141,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("SIGMA_LO", "SIGMA_HI"),
                    help="guide only the steps with SIGMA_LO < sigma <= SIGMA_HI, the others cost half "
                         "(model default; 0 1e9 guides every step)")
+    add_autoguidance_arg(p)
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("vocode", help="audio -> mel spectrogram -> audio through a vocoder",

@@ -60,6 +60,9 @@ def variants(args) -> dict[str, dict]:
         "defaults": {"fast_layout": True, "kw": {}},
         "+bf16": {"fast_layout": True, "kw": {}, "dtype": "bf16"},
     }
+    if getattr(args, "guide", None):  # one more network call per step: what autoguidance costs
+        table[f"+bf16 +autoguidance {args.autoguidance:g}"] = {
+            "fast_layout": True, "kw": {"autoguidance": args.autoguidance}, "dtype": "bf16"}
     return {name: {"dtype": "fp32", **variant} for name, variant in table.items()}
 
 
@@ -150,6 +153,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--fewer-steps", type=int, default=8)
     p.add_argument("--variants", nargs="+", default=None, help="a subset of the variant names")
     p.add_argument("--cold-repeats", type=int, default=3, help="cold starts of the CLI (0 = skip)")
+    p.add_argument("--guide", default=None, metavar="DIR",
+                   help="a guide network (UNet or pipeline folder): adds a bf16 variant with autoguidance")
+    p.add_argument("--autoguidance", type=float, default=1.0, help="its weight (default 1)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     args = p.parse_args(argv)
 
@@ -163,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; known: {list(table)}")
     dtypes = sorted({table[n]["dtype"] for n in names})
-    pipes = {d: TextToAudioPipeline.from_pretrained(args.model, dtype=d) for d in dtypes}
+    pipes = {d: TextToAudioPipeline.from_pretrained(args.model, dtype=d, guide=args.guide) for d in dtypes}
     records = []
     with torch.inference_mode():
         for duration in args.durations:
@@ -209,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     auto_dtype = dtype_name(resolve_dtype("auto", "cpu") or torch.float32)
     md = (f"# CPU latency of the default pipeline, end to end\n\n{machine_line(info)}; {args.threads} threads; "
-          f"model: {args.model or 'bundled'}; prompt {PROMPT!r}; median of {args.repeats} interleaved runs.\n\n"
+          f"model: {args.model or 'bundled'}{'; guide: ' + args.guide if args.guide else ''}; prompt {PROMPT!r}; median of {args.repeats} interleaved runs.\n\n"
           + markdown_table(["variant", "weights", "audio s", "steps", "guidance", "sampling s", "vocoder s", "total s",
                             "min s", "x real time", f"speed-up vs {names[0]}"], rows) + "\n")
     if floor:

@@ -234,3 +234,83 @@ def test_bundled_model_in_bf16_stays_close_to_fp32():
     err32 = (to_mel(wav32[:, 0])[..., :n] - target).abs().mean()
     err16 = (to_mel(wav16[:, 0])[..., :n] - target).abs().mean()
     assert err16 < 1.03 * err32, f"bf16 vocoder: log-mel L1 {err16:.3f} vs float32 {err32:.3f}"
+
+
+def _with_guide(pipe, guide, **config):
+    """The fixture's networks with a guide network (and config changes)."""
+    return TextToAudioPipeline(pipe.unet, pipe.text, pipe.vocoder, pipe.config.replace(**config),
+                               pipe.sound_length, guide)
+
+
+def test_autoguidance_extrapolates_away_from_the_guide(pipe):
+    """D + w (D - G): a guide equal to the UNet changes nothing; a different one moves the output
+    linearly in w, and w = 0 is exactly the model without a guide."""
+    import copy
+
+    kw = dict(duration_s=0.5, num_steps=1, seed=2, guidance_scale=3.0)  # one step: x0 = D(x, sigma_max)
+    plain = pipe.generate_mel("a low hum", **kw)[0]
+    twin = _with_guide(pipe, copy.deepcopy(pipe.unet))
+    assert torch.allclose(twin.generate_mel("a low hum", autoguidance=2.0, **kw)[0], plain, atol=1e-5)
+    guide = copy.deepcopy(pipe.unet)
+    with torch.no_grad():
+        for param in guide.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    guided = _with_guide(pipe, guide, default_autoguidance=1.0)
+    assert torch.equal(guided.generate_mel("a low hum", autoguidance=0.0, **kw)[0], plain)
+    one, settings = guided.generate_mel("a low hum", **kw)  # the config's default weight
+    two = guided.generate_mel("a low hum", autoguidance=2.0, **kw)[0]
+    assert settings.autoguidance == 1.0 and (one - plain).abs().max() > 1e-3
+    # sigma_max's step is linear in the denoiser's output: w = 2 moves twice as far as w = 1
+    assert torch.allclose(two - plain, 2 * (one - plain), atol=1e-4)
+    out = guided("a low hum", duration_s=0.5, num_steps=2, seed=0)
+    assert out.settings["autoguidance"] == 1.0 and "autoguidance" not in gen(pipe).settings
+
+
+def test_autoguidance_guide_is_saved_checked_and_required(tmp_path, pipe):
+    import copy
+
+    from audiodiff.config import ConfigError
+    from audiodiff.models.unet_mel import UNetMel
+
+    guided = _with_guide(pipe, copy.deepcopy(pipe.unet), default_autoguidance=0.5)
+    with torch.no_grad():
+        next(guided.guide.parameters()).add_(0.1)
+    loaded = TextToAudioPipeline.from_pretrained(guided.save_pretrained(tmp_path / "m"))
+    assert (tmp_path / "m" / "guide" / "model.safetensors").is_file() and loaded.autoguidance() == 0.5
+    for a, b in zip(loaded.guide.state_dict().values(), guided.guide.state_dict().values()):
+        assert torch.equal(a, b)
+    # a guide from elsewhere: another pipeline folder (its unet/) or a UNet folder
+    plain = pipe.save_pretrained(tmp_path / "plain")
+    for source in (tmp_path / "m", tmp_path / "m" / "guide"):
+        attached = TextToAudioPipeline.from_pretrained(plain, guide=source)
+        expected = guided.unet if source.name == "m" else guided.guide
+        assert all(torch.equal(a, b) for a, b in zip(attached.guide.state_dict().values(),
+                                                     expected.state_dict().values()))
+    assert TextToAudioPipeline.from_pretrained(plain).guide is None
+    assert pipe.autoguidance() == 0.0  # no guide: the default is off, whatever the config says
+    with pytest.raises(ValueError, match="needs a guide network"):
+        gen(pipe, autoguidance=1.0)
+    for bad in (-1.0, float("nan"), "1"):
+        with pytest.raises(ValueError, match="autoguidance must be"):
+            gen(loaded, autoguidance=bad)
+    other = UNetMel(pipe.unet.config.replace(cond_channels=pipe.unet.config.cond_channels + 1))
+    with pytest.raises(ConfigError, match="cond_channels"):
+        _with_guide(pipe, other)
+
+
+def test_autoguidance_default_reaches_the_audio_to_audio_modes(pipe):
+    """The modes run the model's default weight: a guide equal to the UNet changes nothing, a
+    different one changes the variation."""
+    import copy
+
+    audio = torch.sin(torch.arange(11025) * 0.05) * 0.5
+    kw = dict(sample_rate=22050, num_steps=2, seed=0)
+    plain = pipe.vary(audio, 0.6, "a low hum", **kw).waveforms
+    twin = _with_guide(pipe, copy.deepcopy(pipe.unet), default_autoguidance=1.0)
+    assert torch.allclose(twin.vary(audio, 0.6, "a low hum", **kw).waveforms, plain, atol=1e-4)
+    guide = copy.deepcopy(pipe.unet)
+    with torch.no_grad():
+        for param in guide.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    guided = _with_guide(pipe, guide, default_autoguidance=1.0)
+    assert (guided.vary(audio, 0.6, "a low hum", **kw).waveforms - plain).abs().max() > 1e-3

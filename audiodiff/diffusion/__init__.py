@@ -5,14 +5,15 @@
 * the denoiser / preconditioner :class:`EDMDenoiser`, which turns a raw network into D(x, sigma);
 * the loss :class:`EDMLoss`;
 * stateless samplers (:data:`SAMPLERS`) over any ``denoise(x, sigma)`` callable, with
-  classifier-free guidance (:func:`cfg_denoise`) as a wrapper of that callable, and per-item
+  classifier-free guidance (:func:`cfg_denoise`) as a wrapper of that callable (and
+  autoguidance, :class:`AutoGuided`, as a wrapper of the denoiser), and per-item
   seeded noise (:func:`randn_from_seeds`) so a seed gives the same audio on every device.
 
 This package never imports a network.
 """
 
 from audiodiff.diffusion.denoiser import EDMDenoiser, edm_coefficients, loss_weight
-from audiodiff.diffusion.guidance import cfg_denoise
+from audiodiff.diffusion.guidance import AutoGuided, cfg_denoise
 from audiodiff.diffusion.losses import EDMLoss
 from audiodiff.diffusion.noise import (
     generators_from_seeds,
@@ -41,6 +42,7 @@ from audiodiff.diffusion.schedules import (
 )
 
 __all__ = [
+    "AutoGuided",
     "EDMDenoiser",
     "EDMLoss",
     "NoiseScheduleConfig",

@@ -6,6 +6,11 @@ The samplers only see a ``denoise(x, sigma)`` callable, so guidance is built her
 any sampler unchanged. Guiding the x0 prediction is equivalent to guiding eps or the score at
 the same sigma, since all three are affine in D with the same coefficients for both branches.
 
+Autoguidance (Karras et al. 2024, "Guiding a Diffusion Model with a Bad Version of Itself") is a
+second, independent kind: a denoiser wrapper (:class:`AutoGuided`) that pushes the prediction
+away from a weaker denoiser of the same task, D + w (D - G). It changes no conditioning, so it
+composes with classifier-free guidance (both branches are autoguided) and with every mode.
+
 Guidance can be limited to an interval of noise levels (Kynkaanniemi et al. 2024, "Applying
 Guidance in a Limited Interval Improves Sample and Distribution Quality in Diffusion Models"):
 outside it the conditional prediction is used alone, one forward of B items instead of 2B, which
@@ -18,6 +23,7 @@ import math
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
 from audiodiff.conditioning.base import Conditioning
 from audiodiff.diffusion.samplers import sigma_batch
@@ -108,3 +114,29 @@ def cfg_denoise(
 
     denoise.takes_float_sigma = True
     return denoise
+
+
+class AutoGuided(nn.Module):
+    """Autoguidance: ``D(x, sigma, c) + weight * (D(x, sigma, c) - G(x, sigma, c))``.
+
+    denoiser: the model's ``D(x, sigma, cond) -> x0_hat``.
+    guide: G, a weaker denoiser of the same inputs (fewer parameters or less training); its
+        errors resemble D's but are larger, so the difference points away from them (Karras et
+        al. 2024 extrapolate a model from a smaller, shorter-trained one of the same family).
+    weight: w >= 0; 0 is the plain model (and runs G not at all). Karras et al.'s guidance
+        factor is 1 + w.
+    Costs one forward of G per call, on the same batch.
+    """
+
+    def __init__(self, denoiser: nn.Module, guide: nn.Module, weight: float) -> None:
+        super().__init__()
+        weight = _check_scale(weight)
+        if weight < 0:
+            raise ValueError(f"autoguidance weight must be >= 0, got {weight}")
+        self.denoiser, self.guide, self.weight = denoiser, guide, weight
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, cond: Conditioning | None = None) -> torch.Tensor:
+        d = self.denoiser(x, sigma, cond)
+        if self.weight == 0:
+            return d
+        return d + self.weight * (d - self.guide(x, sigma, cond))

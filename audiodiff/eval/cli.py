@@ -25,7 +25,7 @@ def _evaluate(args: argparse.Namespace) -> None:
                             steps=args.steps, guidance=args.guidance, seed=args.seed, device=args.device,
                             cache_dir=args.cache_dir, progress=not args.quiet,
                             guidance_interval=args.guidance_interval, sound_lengths=args.sound_lengths,
-                            dtype=args.dtype)
+                            dtype=args.dtype, autoguidance=args.autoguidance, guide=args.guide)
     json_path, md_path = write_report(report, args.output)
     print(markdown_report(report))
     print(f"wrote {json_path} and {md_path}")
@@ -33,7 +33,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` sub-command to the audiodiff CLI."""
-    from ..cli import add_dtype_arg
+    from ..cli import add_autoguidance_arg, add_dtype_arg
 
     p = subparsers.add_parser(
         "evaluate", help="score a text-to-audio model: label accuracy and Frechet distance to real clips",
@@ -55,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (model default)")
     p.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("SIGMA_LO", "SIGMA_HI"),
                    help="guide only the steps with SIGMA_LO < sigma <= SIGMA_HI (model default)")
+    add_autoguidance_arg(p)
     p.add_argument("--sound-lengths", choices=["auto", "untold", "real"], default="auto",
                    help="models with a timing input: 'auto' (default) predicts each clip's sound length "
                         "from its prompt when the model has a sound length head (else as 'untold'); "

@@ -121,6 +121,7 @@ def generate_clips(pipe, categories: Sequence[Category], clips_per_category: int
                    steps: int | None, guidance: float | None, seed: int, desc: str,
                    progress: bool = True, guidance_interval: tuple[float, float] | None = None,
                    sound_lengths: dict[str, list[float]] | str | None = "auto",
+                   autoguidance: float | None = None,
                    ) -> tuple[list[torch.Tensor], list[str], list[str]]:
     """Clip j of a category uses prompt j mod len(prompts); prompt i's items use seeds
     seed + 1000 i + 0, 1, ... so a category's clips do not depend on the other categories.
@@ -140,7 +141,8 @@ def generate_clips(pipe, categories: Sequence[Category], clips_per_category: int
                 lengths = sound_lengths[cat.name]
                 sound_s = [lengths[j % len(lengths)] for j in range(i, clips_per_category, len(cat.prompts))]
             out = pipe(prompt, duration_s=duration_s, num_steps=steps, guidance_scale=guidance,
-                       seed=seed + 1000 * i, batch_size=n, guidance_interval=guidance_interval, sound_s=sound_s)
+                       seed=seed + 1000 * i, batch_size=n, guidance_interval=guidance_interval, sound_s=sound_s,
+                       autoguidance=autoguidance)
             wavs += [w.float().cpu() for w in out.waveforms]
             labels += [cat.name] * n
             prompts += [prompt] * n
@@ -205,7 +207,8 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
                    guidance: float | None = None, seed: int = 0, device: str | None = None,
                    cache_dir: str | os.PathLike | None = None, k_neighbours: int = 3,
                    progress: bool = True, guidance_interval: tuple[float, float] | None = None,
-                   sound_lengths: str = "auto", dtype: str | None = "auto") -> dict:
+                   sound_lengths: str = "auto", dtype: str | None = "auto",
+                   autoguidance: float | None = None, guide: str | os.PathLike | None = None) -> dict:
     """Score a model (and/or an untrained baseline) against the real clips; returns the report dict.
 
     sound_lengths (models with a timing input): "auto" (the pipeline's default: lengths predicted
@@ -213,7 +216,10 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
     (the model decides) or "real" (each generated clip is told the length of a real clip of its
     category, up to ``duration_s``, as a user who says how long the sound should be).
     dtype: the model's weights, as ``TextToAudioPipeline.from_pretrained`` takes it ("auto": what
-    ``audiodiff generate`` uses on this machine); the report records what it resolved to."""
+    ``audiodiff generate`` uses on this machine); the report records what it resolved to.
+    autoguidance: the model's weight of its guide network (None: its default; the untrained
+    baseline has none); the report records what it resolved to. guide: a guide network folder in
+    place of the model's own (``TextToAudioPipeline.from_pretrained(guide=...)``)."""
     if clips_per_category < 1 or real_per_category < 2:
         raise ValueError("need --clips-per-category >= 1 and --real-per-category >= 2")
     if sound_lengths not in SOUND_LENGTHS:
@@ -234,7 +240,7 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
         from ..pipelines import TextToAudioPipeline
         from ..pipelines.base import dtype_name
 
-        pipe = TextToAudioPipeline.from_pretrained(model, device=device, dtype=dtype)
+        pipe = TextToAudioPipeline.from_pretrained(model, device=device, dtype=dtype, guide=guide)
         weights = dtype_name(pipe.dtype)
     if sound_lengths == "real" and (pipe is None or not pipe.unet.config.timing_channels):
         # Before the (minutes-long) embedding of the real clips.
@@ -254,6 +260,8 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
                      "guidance": guidance, "guidance_interval": None if guidance_interval is None
                      else list(guidance_interval), "sound_lengths": sound_lengths, "seed": seed,
                      "device": device or "cpu", "dtype": weights,
+                     "autoguidance": None if pipe is None else pipe.autoguidance(autoguidance),
+                     "guide": None if guide is None else str(guide),
                      "k_neighbours": k_neighbours, "data": [str(d) for d in data_dirs]},
         "embedder": EMBEDDER_VERSION, "taxonomy_version": TAXONOMY_VERSION,
         "host": platform.node(), "torch": torch.__version__,
@@ -282,7 +290,8 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
     for name, p in targets:
         t0 = time.perf_counter()
         wavs, labels, prompts = generate_clips(p, categories, clips_per_category, duration_s, steps, guidance,
-                                               seed, f"generating ({name})", progress, guidance_interval, lengths)
+                                               seed, f"generating ({name})", progress, guidance_interval, lengths,
+                                               autoguidance if p is pipe else None)
         gen_seconds = time.perf_counter() - t0
         emb = embedder.embed(wavs, p.sample_rate)
         scored = _score_generated(emb, labels, real_emb, real_idx, names, k_neighbours)
@@ -311,7 +320,9 @@ def markdown_report(report: dict) -> str:
              f"{len(report['categories'])} categories, "
              f"{s['clips_per_category']} generated clips per category ({s['duration_s']:g} s, steps "
              f"{s['steps'] or 'default'}, guidance {s['guidance'] if s['guidance'] is not None else 'default'}"
-             f"{'' if s.get('guidance_interval') is None else ' in sigma ' + str(tuple(s['guidance_interval']))}, "
+             f"{'' if s.get('guidance_interval') is None else ' in sigma ' + str(tuple(s['guidance_interval']))}"
+             f"{', autoguidance ' + format(s['autoguidance'], 'g') if s.get('autoguidance') else ''}"
+             f"{' by ' + s['guide'] if s.get('autoguidance') and s.get('guide') else ''}, "
              f"{_LENGTH_NOTES.get(s.get('sound_lengths'), '')}"
              f"seed {s['seed']}{', weights ' + s['dtype'] if s.get('dtype') else ''}), "
              f"{real['clips']} real clips {real['by_split']}; embedding {report['embedder']}, "

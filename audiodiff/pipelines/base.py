@@ -246,6 +246,7 @@ class Request:
     guidance_interval: tuple[float, float] | None = None  # None: guided at every step
     sound_s: float | list[float] | None = None  # seconds of sound, then silence (timing input)
     sound_s_from: str = "caller"  # or "prompt" (predicted by the sound length head)
+    autoguidance: float = 0.0     # weight of the guide network (0: none)
 
     def settings(self) -> dict[str, Any]:
         interval = None if self.guidance_interval is None else list(self.guidance_interval)
@@ -254,6 +255,8 @@ class Request:
         if self.sound_s is not None:
             out["sound_s"] = self.sound_s
             out["sound_s_from"] = self.sound_s_from
+        if self.autoguidance:
+            out["autoguidance"] = self.autoguidance
         return out
 
 

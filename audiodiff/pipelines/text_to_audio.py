@@ -6,6 +6,7 @@ Folder format (``save_pretrained`` / ``from_pretrained``)::
     unet/                config.json + model.safetensors (UNetMel)
     text/                config.json + model.safetensors (the learned null condition)
     sound_length/        optional: prompt -> seconds of sound (models with a timing input)
+    guide/               optional: a weaker UNetMel of the same inputs, for autoguidance
     vocoder/             only when the vocoder is not a packaged one (referenced by name)
 """
 
@@ -23,7 +24,7 @@ from ..audio.features import MELODY_LAYOUTS, MelConfig, denormalize_mel, melody_
 from ..conditioning.length import SoundLengthHead
 from ..conditioning.text import TextConditioner
 from ..config import Config, ConfigError, check, register_config
-from ..diffusion import EDMDenoiser, NoiseScheduleConfig, get_sampler
+from ..diffusion import AutoGuided, EDMDenoiser, NoiseScheduleConfig, get_sampler
 from ..diffusion.guidance import check_interval
 from ..hub import CONFIG_NAME, DEFAULT_MODEL_DIR, load_component, resolve_pretrained, save_component
 from ..models.unet_mel import UNetMel
@@ -36,6 +37,9 @@ from .base import (
 
 PIPELINE_CONFIG = "pipeline.json"
 SOUND_LENGTH_FOLDER = "sound_length"
+GUIDE_FOLDER = "guide"
+# What a guide network must share with the UNet it guides: it sees the same input and conditions.
+_GUIDE_INPUTS = ("n_mels", "in_channels", "cond_channels", "timing_channels", "text_dim", "pooled_dim")
 
 
 @register_config
@@ -57,6 +61,9 @@ class TextToAudioConfig(Config):
     default_sampler: str = "dpmpp_2m"
     # Guide only the steps with lo < sigma <= hi (None: every step); unguided steps cost half.
     guidance_interval: tuple[float, float] | None = None
+    # Autoguidance weight w (D + w (D - G)) when the folder has a guide network and the call
+    # does not say; ignored without one.
+    default_autoguidance: float = 0.0
     # The clip length the model was trained on: the context and window of the modes that work
     # window by window (continuation, generate_long, variations of clips over max_duration_s).
     window_s: float = 10.0
@@ -72,6 +79,7 @@ class TextToAudioConfig(Config):
               "TextToAudioConfig needs 0 < min_duration_s <= default_duration_s <= max_duration_s")
         check(self.default_steps >= 1, "TextToAudioConfig.default_steps must be >= 1")
         check(self.default_guidance_scale >= 0, "TextToAudioConfig.default_guidance_scale must be >= 0")
+        check(self.default_autoguidance >= 0, "TextToAudioConfig.default_autoguidance must be >= 0")
         get_sampler(self.default_sampler)
         try:
             check_interval(self.guidance_interval)
@@ -92,7 +100,8 @@ class TextToAudioPipeline:
     """
 
     def __init__(self, unet: UNetMel, text: TextConditioner, vocoder: nn.Module,
-                 config: TextToAudioConfig | None = None, sound_length: SoundLengthHead | None = None):
+                 config: TextToAudioConfig | None = None, sound_length: SoundLengthHead | None = None,
+                 guide: UNetMel | None = None):
         self.config = config = config or TextToAudioConfig()
         if unet.config.n_mels != config.mel.n_mels:
             raise ConfigError(f"the UNet takes {unet.config.n_mels} mels, the pipeline's mel has {config.mel.n_mels}")
@@ -106,26 +115,61 @@ class TextToAudioPipeline:
                 raise ConfigError(f"the sound length head takes {sound_length.config.dim}-d text embeddings, "
                                   f"the text conditioner gives {text.config.dim}-d")
             sound_length = sound_length.eval()
+        if guide is not None:
+            differ = [k for k in _GUIDE_INPUTS if getattr(guide.config, k) != getattr(unet.config, k)]
+            if differ:
+                raise ConfigError("the guide network must take the UNet's inputs; they differ in "
+                                  + ", ".join(f"{k} ({getattr(guide.config, k)} vs {getattr(unet.config, k)})"
+                                              for k in differ))
+            guide = guide.eval()
         self.unet = unet.eval()
         self.text = text.eval()
         self.vocoder = vocoder.eval()
         # Kept on the CPU in float32 whatever the pipeline's device: 385 weights.
         self.sound_length = sound_length
         self.denoiser = EDMDenoiser(self.unet, sigma_data=config.schedule.sigma_data)
+        self.guide = guide
+        self.guide_denoiser = None if guide is None else EDMDenoiser(guide, sigma_data=config.schedule.sigma_data)
         self._set_memory_format()
 
     def _set_memory_format(self) -> None:
         # On the CPU, channels-last UNet weights make oneDNN's convolutions about 30% faster;
         # elsewhere the weights stay contiguous (not measured there in the pipeline yet).
         cpu = self.device.type == "cpu"
-        self.unet.to(memory_format=torch.channels_last if cpu else torch.contiguous_format)
+        for net in (self.unet, self.guide):
+            if net is not None:
+                net.to(memory_format=torch.channels_last if cpu else torch.contiguous_format)
+
+    def autoguidance(self, weight: float | None = None) -> float:
+        """The autoguidance weight a call runs with: ``weight``, or the model's default
+        (``config.default_autoguidance``) when None; 0 for a model without a guide network."""
+        if weight is None:
+            return self.config.default_autoguidance if self.guide is not None else 0.0
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0 \
+                or weight == float("inf"):
+            raise ValueError(f"autoguidance must be a finite number >= 0, got {weight!r}")
+        if weight > 0 and self.guide is None:
+            raise ValueError(f"autoguidance={weight} needs a guide network (a guide/ folder beside unet/); "
+                             "this model has none: leave autoguidance at None or 0")
+        return float(weight)
+
+    def sampling_denoiser(self, autoguidance: float = 0.0) -> nn.Module:
+        """What the samplers call: the UNet's denoiser, autoguided by the guide network with
+        weight ``autoguidance`` (a value from :meth:`autoguidance`) when it is above 0."""
+        if autoguidance == 0:
+            return self.denoiser
+        return AutoGuided(self.denoiser, self.guide_denoiser, autoguidance)
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None,
                         device: torch.device | str | None = None,
-                        dtype: torch.dtype | str | None = None) -> TextToAudioPipeline:
+                        dtype: torch.dtype | str | None = None,
+                        guide: str | os.PathLike | None = None) -> TextToAudioPipeline:
         """Load a pipeline folder (or hub id); None loads the model bundled with audiodiff.
+        ``guide``: a guide network for autoguidance, in place of the folder's own ``guide/``: a
+        UNetMel folder, or a pipeline folder whose ``unet/`` is taken (e.g. an earlier
+        checkpoint of the same model, whose learned null condition is close to this one's).
 
         ``dtype`` of the UNet and the vocoder: None (float32), a torch dtype, or "fp32", "bf16",
         "fp16", "auto" (bf16 on CPUs with native bf16, such as AVX512-BF16 / AMX x86 chips: a
@@ -150,7 +194,14 @@ class TextToAudioPipeline:
         sound_length = None
         if (folder / SOUND_LENGTH_FOLDER / CONFIG_NAME).is_file():
             sound_length = load_component(folder / SOUND_LENGTH_FOLDER, expected=SoundLengthHead)
-        return cls(unet, text, vocoder, config, sound_length).to(device, resolve_dtype(dtype, device))
+        if guide is not None:
+            guide_folder = resolve_pretrained(guide)
+            if (guide_folder / PIPELINE_CONFIG).is_file():
+                guide_folder = guide_folder / "unet"
+            guide = load_component(guide_folder, expected=UNetMel)
+        elif (folder / GUIDE_FOLDER / CONFIG_NAME).is_file():
+            guide = load_component(folder / GUIDE_FOLDER, expected=UNetMel)
+        return cls(unet, text, vocoder, config, sound_length, guide).to(device, resolve_dtype(dtype, device))
 
     def save_pretrained(self, folder: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
         """Write the pipeline folder; ``dtype=torch.float16`` halves its size."""
@@ -160,6 +211,8 @@ class TextToAudioPipeline:
         save_component(self.text, folder / "text", dtype=dtype)
         if self.sound_length is not None:
             save_component(self.sound_length, folder / SOUND_LENGTH_FOLDER)  # float32 whatever dtype
+        if self.guide is not None:
+            save_component(self.guide, folder / GUIDE_FOLDER, dtype=dtype)
         config = self.config
         if isinstance(self.vocoder, HiFiGAN) and config.vocoder not in BUILTIN_VOCODERS:
             save_component(self.vocoder, folder / VOCODER_FOLDER, dtype=dtype)
@@ -173,6 +226,8 @@ class TextToAudioPipeline:
         On the CPU the UNet's weights are kept channels-last: oneDNN's convolutions are then
         about 30% faster (a guided 5 s step: 0.41 -> 0.29 s on 2 cores), same results to rounding."""
         self.unet.to(device=device, dtype=dtype)
+        if self.guide is not None:
+            self.guide.to(device=device, dtype=dtype)
         self._set_memory_format()
         if isinstance(self.vocoder, HiFiGAN) and dtype in (torch.bfloat16, torch.float16):
             self.vocoder.to(device=device).low_precision(dtype)  # its last stage stays float32
@@ -258,10 +313,12 @@ class TextToAudioPipeline:
         sampler_options: dict | None = None,
         guidance_interval: tuple[float, float] | None = None,
         sound_s: float | Sequence[float] | str | None = "auto",
+        autoguidance: float | None = None,
     ) -> tuple[torch.Tensor, Request]:
         """Sample normalised log-mels (B, 1, n_mels, N); the building block of every mode."""
         req = resolve_request(self.config, prompt, negative_prompt, duration_s, num_steps, guidance_scale,
                               sampler, seed, batch_size, guidance_interval)
+        req.autoguidance = self.autoguidance(autoguidance)
         mel = self.config.mel
         # Enough frames to cover the requested samples; the waveform is cropped to length.
         n_frames = -(-round(req.duration_s * mel.sample_rate) // mel.hop_length)
@@ -282,7 +339,8 @@ class TextToAudioPipeline:
         if sigmas is None:
             sigmas = self.config.schedule.sigmas(req.num_steps)
         x = guided_sample(
-            self.denoiser, (self.unet.config.in_channels, mel.n_mels, n_frames), req.seeds, sigmas,
+            self.sampling_denoiser(req.autoguidance), (self.unet.config.in_channels, mel.n_mels, n_frames), req.seeds,
+            sigmas,
             cond, uncond, req.guidance_scale, req.sampler, self.device,
             progress=progress, callback=callback, init=init_mel, sampler_options=sampler_options,
             guidance_interval=req.guidance_interval,
@@ -314,6 +372,7 @@ class TextToAudioPipeline:
         callback: Callable[[dict], None] | None = None,
         guidance_interval: tuple[float, float] | None = None,
         sound_s: float | Sequence[float] | str | None = "auto",
+        autoguidance: float | None = None,
     ) -> AudioOutput:
         """Generate ``batch_size`` clips per prompt; returns waveforms of exactly ``duration_s``.
 
@@ -330,10 +389,13 @@ class TextToAudioPipeline:
             input); "auto" (default) = predicted from the prompt by the model's sound length head
             (``predict_sound_s``; settings["sound_s_from"] says "prompt"), or left to the model
             when it has none; None = left to the model.
+        autoguidance: weight w of autoguidance by the model's guide network, D + w (D - G)
+            (needs a model with one, like the bundled model); None = the model's default
+            (``config.default_autoguidance``), 0 = off (one network call less per step).
         """
         mel, req = self.generate_mel(prompt, negative_prompt, duration_s, num_steps, guidance_scale,
                                      sampler, seed, batch_size, progress, callback,
-                                     guidance_interval=guidance_interval, sound_s=sound_s)
+                                     guidance_interval=guidance_interval, sound_s=sound_s, autoguidance=autoguidance)
         wav = self.decode(mel, round(req.duration_s * self.sample_rate))
         return AudioOutput(wav, self.sample_rate, req.seeds, req.prompts, req.settings())
 

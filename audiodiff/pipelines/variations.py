@@ -151,6 +151,7 @@ def _job(pipe, prompt, negative_prompt, duration_s, num_steps, guidance_scale, s
     req = resolve_request(cfg, "-" if prompt is None else prompt, negative_prompt, check_d, num_steps,
                           guidance_scale, sampler, seed, batch_size)
     req.duration_s = duration_s
+    req.autoguidance = pipe.autoguidance()  # the model's default: with a guide network, every mode uses it
     n = len(req.prompts)
     with torch.inference_mode():
         if prompt is None:
@@ -209,13 +210,13 @@ def _sample(pipe, job: _Job, n_frames: int, sigmas: torch.Tensor, seeds: list[in
         # sound from its first frame to its last. Left unsaid, a model with a timing input guesses
         # an end (v0.5's first stage halved its melody accuracy so).
         job.cond.sound_frames = job.uncond.sound_frames = torch.full((n,), float(n_frames), device=pipe.device)
-    denoiser = pipe.denoiser
+    denoiser = pipe.sampling_denoiser(job.req.autoguidance)
     if known is not None:
         device = pipe.device
         known, mask = known.to(device, torch.float32), mask.to(device, torch.float32)
         # The same seeded noise guided_sample starts from: known frames stay known + sigma * noise.
         noise = randn_from_seeds(shape, seeds, device=device, dtype=torch.float32)
-        denoiser = _KnownRegion(pipe.denoiser, known, mask, noise)
+        denoiser = _KnownRegion(denoiser, known, mask, noise)
         if init is None:
             init = known * (mask < 1)
     def report(info: dict) -> None:

@@ -130,9 +130,8 @@ class AutoGuided(nn.Module):
 
     def __init__(self, denoiser: nn.Module, guide: nn.Module, weight: float) -> None:
         super().__init__()
-        weight = _check_scale(weight)
-        if weight < 0:
-            raise ValueError(f"autoguidance weight must be >= 0, got {weight}")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
+            raise ValueError(f"autoguidance weight must be a finite number >= 0, got {weight!r}")
         self.denoiser, self.guide, self.weight = denoiser, guide, weight
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, cond: Conditioning | None = None) -> torch.Tensor:

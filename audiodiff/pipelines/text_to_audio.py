@@ -339,9 +339,8 @@ class TextToAudioPipeline:
         if sigmas is None:
             sigmas = self.config.schedule.sigmas(req.num_steps)
         x = guided_sample(
-            self.sampling_denoiser(req.autoguidance), (self.unet.config.in_channels, mel.n_mels, n_frames), req.seeds,
-            sigmas,
-            cond, uncond, req.guidance_scale, req.sampler, self.device,
+            self.sampling_denoiser(req.autoguidance), (self.unet.config.in_channels, mel.n_mels, n_frames),
+            req.seeds, sigmas, cond, uncond, req.guidance_scale, req.sampler, self.device,
             progress=progress, callback=callback, init=init_mel, sampler_options=sampler_options,
             guidance_interval=req.guidance_interval,
         )
@@ -390,8 +389,9 @@ class TextToAudioPipeline:
             (``predict_sound_s``; settings["sound_s_from"] says "prompt"), or left to the model
             when it has none; None = left to the model.
         autoguidance: weight w of autoguidance by the model's guide network, D + w (D - G)
-            (needs a model with one, like the bundled model); None = the model's default
-            (``config.default_autoguidance``), 0 = off (one network call less per step).
+            (needs one: a ``guide/`` folder, or ``from_pretrained(guide=...)``; the bundled
+            model has none); None = the model's default (``config.default_autoguidance``),
+            0 = off (one network call less per step).
         """
         mel, req = self.generate_mel(prompt, negative_prompt, duration_s, num_steps, guidance_scale,
                                      sampler, seed, batch_size, progress, callback,

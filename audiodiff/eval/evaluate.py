@@ -208,7 +208,8 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
                    cache_dir: str | os.PathLike | None = None, k_neighbours: int = 3,
                    progress: bool = True, guidance_interval: tuple[float, float] | None = None,
                    sound_lengths: str = "auto", dtype: str | None = "auto",
-                   autoguidance: float | None = None, guide: str | os.PathLike | None = None) -> dict:
+                   autoguidance: float | None = None, guide: str | os.PathLike | None = None,
+                   pipeline=None) -> dict:
     """Score a model (and/or an untrained baseline) against the real clips; returns the report dict.
 
     sound_lengths (models with a timing input): "auto" (the pipeline's default: lengths predicted
@@ -219,7 +220,9 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
     ``audiodiff generate`` uses on this machine); the report records what it resolved to.
     autoguidance: the model's weight of its guide network (None: its default; the untrained
     baseline has none); the report records what it resolved to. guide: a guide network folder in
-    place of the model's own (``TextToAudioPipeline.from_pretrained(guide=...)``)."""
+    place of the model's own (``TextToAudioPipeline.from_pretrained(guide=...)``). pipeline: a
+    loaded TextToAudioPipeline to score instead of loading ``model`` (``model`` then only names
+    it in the report)."""
     if clips_per_category < 1 or real_per_category < 2:
         raise ValueError("need --clips-per-category >= 1 and --real-per-category >= 2")
     if sound_lengths not in SOUND_LENGTHS:
@@ -235,12 +238,14 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
     if empty:
         raise ValueError(f"categories with fewer than 2 real clips: {', '.join(empty)}")
 
-    pipe, weights = None, None
-    if model is not None or _bundled_model_present():
+    pipe, weights = pipeline, None
+    if pipe is None and (model is not None or _bundled_model_present()):
         from ..pipelines import TextToAudioPipeline
-        from ..pipelines.base import dtype_name
 
         pipe = TextToAudioPipeline.from_pretrained(model, device=device, dtype=dtype, guide=guide)
+    if pipe is not None:
+        from ..pipelines.base import dtype_name
+
         weights = dtype_name(pipe.dtype)
     if sound_lengths == "real" and (pipe is None or not pipe.unet.config.timing_channels):
         # Before the (minutes-long) embedding of the real clips.

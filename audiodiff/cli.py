@@ -56,8 +56,11 @@ def write_outputs(result, output: str) -> None:
 def load_pipeline(args: argparse.Namespace):
     from .pipelines import TextToAudioPipeline
 
-    return TextToAudioPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype,
-                                               guide=getattr(args, "guide", None))
+    guide = getattr(args, "guide", None)
+    pipe = TextToAudioPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype, guide=guide)
+    if guide is not None and pipe.autoguidance(args.autoguidance) == 0:
+        raise ValueError(f"--guide {guide} is only used with --autoguidance W > 0 (this model's default weight is 0)")
+    return pipe
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:

@@ -38,3 +38,20 @@ def test_generate_refuses_fp16_on_the_cpu(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "fp16 on the CPU" in err and "bf16" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_generate_with_a_guide_runs_autoguidance_and_refuses_an_unused_guide(tmp_path, capsys):
+    """--guide DIR --autoguidance W generates and says so; --guide alone is an error, not a guide
+    loaded and silently ignored (the model's default weight is 0)."""
+    from audiodiff.testing import tiny_text_to_audio_pipeline
+
+    model = tiny_text_to_audio_pipeline(seed=0).save_pretrained(tmp_path / "model")
+    guide = tiny_text_to_audio_pipeline(seed=1).save_pretrained(tmp_path / "guide")
+    out = tmp_path / "o.wav"
+    base = ["generate", "rain", "-o", str(out), "--model", str(model), "--guide", str(guide), "--duration-s", "0.5",
+            "--steps", "2", "--dtype", "fp32", "-q"]
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert "--autoguidance" in err and "Traceback" not in err and not out.exists()
+    assert main([*base, "--autoguidance", "1"]) == 0
+    assert "autoguidance 1" in capsys.readouterr().out and out.exists()

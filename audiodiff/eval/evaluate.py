@@ -243,6 +243,8 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
         from ..pipelines import TextToAudioPipeline
 
         pipe = TextToAudioPipeline.from_pretrained(model, device=device, dtype=dtype, guide=guide)
+        if guide is not None and pipe.autoguidance(autoguidance) == 0:
+            raise ValueError(f"guide={guide} is only used with autoguidance > 0 (this model's default weight is 0)")
     if pipe is not None:
         from ..pipelines.base import dtype_name
 

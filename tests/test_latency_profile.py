@@ -62,7 +62,10 @@ def test_latency_profile_section(tmp_path):
     assert payload["errors"] == {}
     prof = json.loads((tmp_path / "latency-cpu.json").read_text())["profile"]
     assert prof["variant"] == "fp32" and prof["steps"] == 2 and prof["work"]["flops"] > 1e9
-    assert 0 < prof["floor"]["floor_s"] < prof["wall_s"]  # nothing runs faster than its floor
+    # Nothing runs faster than its floor, but the floor's peak and the wall are timed at different
+    # moments: on a 2-core machine shared with other work the peak can come out low (a CI run beside
+    # an evaluation: floor 290 ms, wall 264 ms). A unit slip (ms for s, GFLOP for FLOP) is 1000x.
+    assert 0 < prof["floor"]["floor_s"] < 3 * prof["wall_s"]
     assert "## Where the time goes" in (tmp_path / "latency-cpu.md").read_text()
 
 

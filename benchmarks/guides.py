@@ -56,18 +56,10 @@ def _round_per_channel(t: torch.Tensor, bits: int) -> torch.Tensor:
     return (t / scale).round() * scale
 
 
-def _unet_of(folder: str):
-    from audiodiff.hub import load_component, resolve_pretrained
-    from audiodiff.models.unet_mel import UNetMel
-
-    path = resolve_pretrained(folder)
-    if (path / "pipeline.json").is_file():
-        path = path / "unet"
-    return load_component(path, expected=UNetMel)
-
-
 def build_guide(spec: str, unet):
     """The guide network that ``spec`` names (see the module docstring), or None for "none"."""
+    from audiodiff.pipelines.text_to_audio import load_guide
+
     if spec == "none":
         return None
     if spec == "pag":
@@ -87,7 +79,7 @@ def build_guide(spec: str, unet):
             raise SystemExit(f"--guides {spec!r}: expected quant:BITS or delta:BITS:DIR with BITS 2..8")
         bits = int(bits_text)
         guide = copy.deepcopy(unet)
-        other = _unet_of(folder).state_dict() if kind == "delta" else None
+        other = load_guide(folder).state_dict() if kind == "delta" else None
         with torch.no_grad():
             for name, p in guide.named_parameters():
                 if kind == "quant":
@@ -97,7 +89,7 @@ def build_guide(spec: str, unet):
                 d = other[name].float() - p.float()
                 p.copy_(p.float() + (_round_per_channel(d, bits) if d.ndim >= 2 else d))
         return guide
-    return _unet_of(spec)
+    return load_guide(spec)
 
 
 def main(argv: list[str] | None = None) -> dict:

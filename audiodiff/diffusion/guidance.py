@@ -52,6 +52,13 @@ def _match_batch(uncond: Conditioning, batch: int | None) -> Conditioning:
     return uncond
 
 
+def check_autoguidance(weight) -> float:
+    """An autoguidance weight: a finite number >= 0 (not a bool), as a float."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
+        raise ValueError(f"autoguidance must be a finite number >= 0, got {weight!r}")
+    return float(weight)
+
+
 def check_interval(interval) -> tuple[float, float] | None:
     """None, or (lo, hi) with 0 <= lo < hi (hi may be inf): the sigmas lo < sigma <= hi are guided."""
     if interval is None:
@@ -130,9 +137,7 @@ class AutoGuided(nn.Module):
 
     def __init__(self, denoiser: nn.Module, guide: nn.Module, weight: float) -> None:
         super().__init__()
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
-            raise ValueError(f"autoguidance weight must be a finite number >= 0, got {weight!r}")
-        self.denoiser, self.guide, self.weight = denoiser, guide, weight
+        self.denoiser, self.guide, self.weight = denoiser, guide, check_autoguidance(weight)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, cond: Conditioning | None = None) -> torch.Tensor:
         d = self.denoiser(x, sigma, cond)

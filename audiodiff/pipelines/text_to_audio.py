@@ -25,7 +25,7 @@ from ..conditioning.length import SoundLengthHead
 from ..conditioning.text import TextConditioner
 from ..config import Config, ConfigError, check, register_config
 from ..diffusion import AutoGuided, EDMDenoiser, NoiseScheduleConfig, get_sampler
-from ..diffusion.guidance import check_interval
+from ..diffusion.guidance import check_autoguidance, check_interval
 from ..hub import CONFIG_NAME, DEFAULT_MODEL_DIR, load_component, resolve_pretrained, save_component
 from ..models.unet_mel import UNetMel
 from ..models.vocoder import BUILTIN_VOCODERS, VOCODER_FOLDER, HiFiGAN, check_mel_match, load_vocoder
@@ -40,6 +40,14 @@ SOUND_LENGTH_FOLDER = "sound_length"
 GUIDE_FOLDER = "guide"
 # What a guide network must share with the UNet it guides: it sees the same input and conditions.
 _GUIDE_INPUTS = ("n_mels", "in_channels", "cond_channels", "timing_channels", "text_dim", "pooled_dim")
+
+
+def load_guide(name_or_path: str | os.PathLike) -> UNetMel:
+    """A guide network for autoguidance: a UNetMel folder, or a pipeline folder's ``unet/``."""
+    folder = resolve_pretrained(name_or_path)
+    if (folder / PIPELINE_CONFIG).is_file():
+        folder = folder / "unet"
+    return load_component(folder, expected=UNetMel)
 
 
 @register_config
@@ -129,7 +137,6 @@ class TextToAudioPipeline:
         self.sound_length = sound_length
         self.denoiser = EDMDenoiser(self.unet, sigma_data=config.schedule.sigma_data)
         self.guide = guide
-        self.guide_denoiser = None if guide is None else EDMDenoiser(guide, sigma_data=config.schedule.sigma_data)
         self._set_memory_format()
 
     def _set_memory_format(self) -> None:
@@ -145,20 +152,19 @@ class TextToAudioPipeline:
         (``config.default_autoguidance``) when None; 0 for a model without a guide network."""
         if weight is None:
             return self.config.default_autoguidance if self.guide is not None else 0.0
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0 \
-                or weight == float("inf"):
-            raise ValueError(f"autoguidance must be a finite number >= 0, got {weight!r}")
+        weight = check_autoguidance(weight)
         if weight > 0 and self.guide is None:
             raise ValueError(f"autoguidance={weight} needs a guide network (a guide/ folder beside unet/); "
                              "this model has none: leave autoguidance at None or 0")
-        return float(weight)
+        return weight
 
     def sampling_denoiser(self, autoguidance: float = 0.0) -> nn.Module:
         """What the samplers call: the UNet's denoiser, autoguided by the guide network with
         weight ``autoguidance`` (a value from :meth:`autoguidance`) when it is above 0."""
         if autoguidance == 0:
             return self.denoiser
-        return AutoGuided(self.denoiser, self.guide_denoiser, autoguidance)
+        guide = EDMDenoiser(self.guide, sigma_data=self.config.schedule.sigma_data)
+        return AutoGuided(self.denoiser, guide, autoguidance)
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
@@ -195,10 +201,7 @@ class TextToAudioPipeline:
         if (folder / SOUND_LENGTH_FOLDER / CONFIG_NAME).is_file():
             sound_length = load_component(folder / SOUND_LENGTH_FOLDER, expected=SoundLengthHead)
         if guide is not None:
-            guide_folder = resolve_pretrained(guide)
-            if (guide_folder / PIPELINE_CONFIG).is_file():
-                guide_folder = guide_folder / "unet"
-            guide = load_component(guide_folder, expected=UNetMel)
+            guide = load_guide(guide)
         elif (folder / GUIDE_FOLDER / CONFIG_NAME).is_file():
             guide = load_component(folder / GUIDE_FOLDER, expected=UNetMel)
         return cls(unet, text, vocoder, config, sound_length, guide).to(device, resolve_dtype(dtype, device))

@@ -54,16 +54,32 @@ def save_component(module: nn.Module, folder: str | os.PathLike, dtype: torch.dt
         if dtype is not None and t.is_floating_point():
             t = t.to(dtype)
         state[name] = t.contiguous()
-    tmp = temp_file_beside(folder / WEIGHTS_NAME)
+    write_weights(state, folder / WEIGHTS_NAME, type(config).__name__)
+    config.save(folder / CONFIG_NAME)
+    return folder
+
+
+def write_weights(state: dict[str, torch.Tensor], path: Path, type_name: str) -> None:
+    """Write ``state`` to the safetensors file ``path`` atomically (the old file or the new one,
+    never half)."""
+    tmp = temp_file_beside(path)
     try:
-        save_file(state, str(tmp), metadata={"format": "pt", "type": type(config).__name__})
+        save_file(state, str(tmp), metadata={"format": "pt", "type": type_name})
         os.chmod(tmp, FILE_MODE)  # safetensors writes a new file of its own (0600)
-        os.replace(tmp, folder / WEIGHTS_NAME)
+        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    config.save(folder / CONFIG_NAME)
-    return folder
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of the safetensors file ``path``; a clear error when it is missing or not one."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path.name} in {path.parent}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path} is not a valid safetensors file: {err}") from None
 
 
 def load_config(folder: str | os.PathLike) -> Config:
@@ -93,12 +109,7 @@ def load_component(
         raise ConfigError(f"{folder} holds a {cls.__name__}, expected a {expected.__name__}")
     module = cls(config)
     weights = folder / WEIGHTS_NAME
-    if not weights.is_file():
-        raise FileNotFoundError(f"no {WEIGHTS_NAME} in {folder}")
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError) as err:
-        raise ValueError(f"{weights} is not a valid safetensors file: {err}") from None
+    state = read_weights(weights)
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -6,14 +6,18 @@ Each variant changes one thing against the one before, and the variants are time
 (round-robin over the repeats), so a noisy shared machine slows all of them alike:
 
 * ``before``: the settings the bundled model shipped with: UNet weights in the default
-  (contiguous) layout, HiFi-GAN as 1D convolutions, 10 DPM++ 2M steps, guidance at every step;
+  (contiguous) layout, HiFi-GAN as 1D convolutions, 10 DPM++ 2M steps, guidance at every step,
+  no autoguidance (as in the three variants after it);
 * ``channels-last``: the UNet channels-last and HiFi-GAN as channels-last 2D convolutions (same
   results to float rounding; what the library does on the CPU now);
 * ``+interval``: guidance limited to ``--interval`` (one forward of 1 item instead of 2 outside);
 * ``+steps N``: ``--fewer-steps`` steps;
 * ``defaults``: no overrides at all: whatever the bundled pipeline's config says, float32 weights;
 * ``+bf16``: the defaults with the denoiser and vocoder in bf16 (the vocoder's last stage float32),
-  what ``--dtype auto`` (the CLI's default) picks on CPUs with native bf16 (AVX512-BF16, AMX).
+  what ``--dtype auto`` (the CLI's default) picks on CPUs with native bf16 (AVX512-BF16, AMX);
+* ``+bf16 -autoguidance`` (a model with a guide network of its own, such as the bundled one):
+  ``+bf16`` with autoguidance off, what its extra network call per step costs;
+* ``+bf16 +autoguidance W`` (with ``--guide``): ``+bf16`` autoguided by that guide.
 
 Also the floor: the FLOPs of sampling and of the vocoder at the defaults (torch's FlopCounterMode)
 against this machine's measured convolution peak in the same dtype; and the cold start:
@@ -48,18 +52,22 @@ PROMPT = "heavy rain falling on a roof"
 EVERY_STEP = (0.0, float("inf"))
 
 
-def variants(args) -> dict[str, dict]:
-    """name -> layout, call keywords (they override the pipeline's defaults) and weights dtype."""
+def variants(args, own_guide: bool = False) -> dict[str, dict]:
+    """name -> layout, call keywords (they override the pipeline's defaults) and weights dtype;
+    ``own_guide``: the model has a guide network of its own (autoguidance by default)."""
     interval = tuple(args.interval)
+    off = {"autoguidance": 0.0}
     table = {
-        "before": {"fast_layout": False, "kw": {"num_steps": 10, "guidance_interval": EVERY_STEP}},
-        "channels-last": {"fast_layout": True, "kw": {"num_steps": 10, "guidance_interval": EVERY_STEP}},
-        "+interval": {"fast_layout": True, "kw": {"num_steps": 10, "guidance_interval": interval}},
+        "before": {"fast_layout": False, "kw": {"num_steps": 10, "guidance_interval": EVERY_STEP, **off}},
+        "channels-last": {"fast_layout": True, "kw": {"num_steps": 10, "guidance_interval": EVERY_STEP, **off}},
+        "+interval": {"fast_layout": True, "kw": {"num_steps": 10, "guidance_interval": interval, **off}},
         f"+steps {args.fewer_steps}": {"fast_layout": True,
-                                       "kw": {"num_steps": args.fewer_steps, "guidance_interval": interval}},
+                                       "kw": {"num_steps": args.fewer_steps, "guidance_interval": interval, **off}},
         "defaults": {"fast_layout": True, "kw": {}},
         "+bf16": {"fast_layout": True, "kw": {}, "dtype": "bf16"},
     }
+    if own_guide:
+        table["+bf16 -autoguidance"] = {"fast_layout": True, "kw": off, "dtype": "bf16"}
     if getattr(args, "guide", None):  # one more network call per step: what autoguidance costs
         table[f"+bf16 +autoguidance {args.autoguidance:g}"] = {
             "fast_layout": True, "kw": {"autoguidance": args.autoguidance}, "dtype": "bf16"}
@@ -163,7 +171,10 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     from audiodiff.pipelines import TextToAudioPipeline
 
-    table = variants(args)
+    from audiodiff.hub import DEFAULT_MODEL_DIR, resolve_pretrained
+
+    folder = DEFAULT_MODEL_DIR if args.model is None else resolve_pretrained(args.model)
+    table = variants(args, own_guide=(folder / "guide" / "config.json").is_file())
     names = args.variants or list(table)
     unknown = sorted(set(names) - set(table))
     if unknown:

@@ -3,7 +3,9 @@
 
 Guides (``--guides``):
 
-    none             the model as it is
+    none             the model as it is, without autoguidance
+    own              the model's own guide network (its guide/ folder; the bundled model's is v0.5
+                     of its UNet as a 6-bit difference)
     DIR              a UNet or pipeline folder, e.g. an earlier checkpoint of the same model
                      (v0.5 of the bundled one: ``git worktree add /tmp/v05 65bf3ac``, then
                      ``/tmp/v05/audiodiff/assets/default``)
@@ -49,19 +51,18 @@ def _identity_attention(self, x: torch.Tensor, key_mask: torch.Tensor | None = N
     return x + self.out(v).transpose(1, 2).reshape(x.shape)
 
 
-def _round_per_channel(t: torch.Tensor, bits: int) -> torch.Tensor:
-    """Symmetric round-to-nearest with one scale per output channel (dim 0)."""
-    levels = 2 ** (bits - 1) - 1
-    scale = t.abs().amax(dim=tuple(range(1, t.ndim)), keepdim=True).clamp_min(1e-12) / levels
-    return (t / scale).round() * scale
-
-
-def build_guide(spec: str, unet):
-    """The guide network that ``spec`` names (see the module docstring), or None for "none"."""
+def build_guide(spec: str, unet, own=None):
+    """The guide network that ``spec`` names (see the module docstring), or None for "none";
+    ``own``: the model's own guide network."""
+    from audiodiff.delta import round_per_channel
     from audiodiff.pipelines.text_to_audio import load_guide
 
     if spec == "none":
         return None
+    if spec == "own":
+        if own is None:
+            raise SystemExit("--guides own: the model has no guide network (no guide/ folder)")
+        return own
     if spec == "pag":
         from audiodiff.nn.attention import SelfAttention
 
@@ -84,10 +85,10 @@ def build_guide(spec: str, unet):
             for name, p in guide.named_parameters():
                 if kind == "quant":
                     if p.ndim >= 2:
-                        p.copy_(_round_per_channel(p.float(), bits))
+                        p.copy_(round_per_channel(p.float(), bits))
                     continue
                 d = other[name].float() - p.float()
-                p.copy_(p.float() + (_round_per_channel(d, bits) if d.ndim >= 2 else d))
+                p.copy_(p.float() + (round_per_channel(d, bits) if d.ndim >= 2 else d))
         return guide
     return load_guide(spec)
 
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
     info = machine_info("cpu")
     rows, records = [], []
     for spec in args.guides:
-        guide = build_guide(spec, base.unet)
+        guide = build_guide(spec, base.unet, base.guide)
         pipe = base if guide is None else TextToAudioPipeline(
             base.unet, base.text, base.vocoder, base.config, base.sound_length,
             guide.to(base.device, base.dtype))

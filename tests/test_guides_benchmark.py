@@ -11,7 +11,7 @@ from audiodiff.testing import tiny_text_to_audio_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from guides import _round_per_channel, build_guide  # noqa: E402
+from guides import build_guide  # noqa: E402
 
 
 def _unet(seed):
@@ -20,15 +20,6 @@ def _unet(seed):
         for p in unet.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     return unet
-
-
-def test_rounding_keeps_each_channel_on_its_own_grid():
-    t = torch.randn(6, 5, 3) * torch.arange(1, 7).reshape(6, 1, 1)
-    for bits in (4, 6):
-        r = _round_per_channel(t, bits)
-        step = t.abs().amax(dim=(1, 2)) / (2 ** (bits - 1) - 1)
-        assert ((r - t).abs().amax(dim=(1, 2)) <= step / 2 + 1e-6).all()
-        assert all(len(r[c].unique()) <= 2 ** bits - 1 for c in range(6))
 
 
 def test_delta_guide_lands_near_the_other_checkpoint(tmp_path):
@@ -66,3 +57,6 @@ def test_perturbed_attention_changes_only_the_attention():
     with pytest.raises(SystemExit, match="quant:BITS"):
         build_guide("quant:1", model)
     assert build_guide("none", model) is None
+    assert build_guide("own", model, own=guide) is guide
+    with pytest.raises(SystemExit, match="no guide network"):
+        build_guide("own", model)

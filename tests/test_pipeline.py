@@ -298,6 +298,50 @@ def test_autoguidance_guide_is_saved_checked_and_required(tmp_path, pipe):
         _with_guide(pipe, other)
 
 
+def test_guide_stored_as_a_low_bit_difference(tmp_path, pipe):
+    """save_pretrained(guide_bits=6): the guide/ folder holds the guide's difference to the UNet
+    (3/8 of an fp16 copy of the guide) and loads back within half a rounding step, samples with
+    it, and is refused by another UNet and without one."""
+    import copy
+
+    from audiodiff.pipelines.text_to_audio import load_guide
+
+    guide = copy.deepcopy(pipe.unet)
+    with torch.no_grad():
+        for param in guide.parameters():
+            param.add_(torch.randn_like(param) * 0.01)
+    guided = _with_guide(pipe, guide, default_autoguidance=1.0)
+    full = guided.save_pretrained(tmp_path / "full", dtype=torch.float16)
+    small = guided.save_pretrained(tmp_path / "small", dtype=torch.float16, guide_bits=6)
+    size = {k: (f / "guide" / "model.safetensors").stat().st_size for k, f in (("full", full), ("small", small))}
+    assert size["small"] < 0.45 * size["full"], size
+    loaded = TextToAudioPipeline.from_pretrained(small)
+    stored_unet = loaded.unet.state_dict()
+    for name, value in guide.state_dict().items():
+        got = loaded.guide.state_dict()[name]
+        if value.ndim >= 2:
+            step = (value - stored_unet[name]).abs().amax() / 31
+            assert (got - value).abs().max() <= 0.5 * step * 1.001 + 1e-6, name
+        else:
+            assert torch.equal(got, value.half().float()), name
+    # autoguidance by the stored guide moves the sample where the full guide does
+    kw = dict(duration_s=0.5, num_steps=2, seed=0)
+    plain = loaded.generate_mel("a low hum", autoguidance=0.0, **kw)[0]
+    by_full = TextToAudioPipeline.from_pretrained(full).generate_mel("a low hum", **kw)[0]
+    by_small, settings = loaded.generate_mel("a low hum", **kw)
+    assert settings.autoguidance == 1.0
+    moved, missed = (by_full - plain).abs().mean(), (by_small - by_full).abs().mean()
+    assert missed < 0.1 * moved, (missed, moved)
+    with pytest.raises(ValueError, match="load it with that model"):
+        load_guide(small / "guide")
+    retrained = copy.deepcopy(pipe.unet)  # the same architecture, other weights
+    with torch.no_grad():
+        next(retrained.parameters()).add_(0.5)
+    other = TextToAudioPipeline(retrained, pipe.text, pipe.vocoder, pipe.config).save_pretrained(tmp_path / "other")
+    with pytest.raises(ValueError, match="fingerprints differ"):
+        TextToAudioPipeline.from_pretrained(other, guide=small / "guide")
+
+
 def test_autoguidance_default_reaches_the_audio_to_audio_modes(pipe):
     """The modes run the model's default weight: a guide equal to the UNet changes nothing, a
     different one changes the variation."""

@@ -6,7 +6,8 @@ Folder format (``save_pretrained`` / ``from_pretrained``)::
     unet/                config.json + model.safetensors (UNetMel)
     text/                config.json + model.safetensors (the learned null condition)
     sound_length/        optional: prompt -> seconds of sound (models with a timing input)
-    guide/               optional: a weaker UNetMel of the same inputs, for autoguidance
+    guide/               optional: a weaker UNetMel of the same inputs, for autoguidance: a UNet
+                         folder, or its low-bit difference to unet/ (audiodiff.delta)
     vocoder/             only when the vocoder is not a packaged one (referenced by name)
 """
 
@@ -24,6 +25,7 @@ from ..audio.features import MELODY_LAYOUTS, MelConfig, denormalize_mel, melody_
 from ..conditioning.length import SoundLengthHead
 from ..conditioning.text import TextConditioner
 from ..config import Config, ConfigError, check, register_config
+from ..delta import is_delta_folder, load_delta, save_delta
 from ..diffusion import AutoGuided, EDMDenoiser, NoiseScheduleConfig, get_sampler
 from ..diffusion.guidance import check_autoguidance, check_interval
 from ..hub import CONFIG_NAME, DEFAULT_MODEL_DIR, load_component, resolve_pretrained, save_component
@@ -42,11 +44,17 @@ GUIDE_FOLDER = "guide"
 _GUIDE_INPUTS = ("n_mels", "in_channels", "cond_channels", "timing_channels", "text_dim", "pooled_dim")
 
 
-def load_guide(name_or_path: str | os.PathLike) -> UNetMel:
-    """A guide network for autoguidance: a UNetMel folder, or a pipeline folder's ``unet/``."""
+def load_guide(name_or_path: str | os.PathLike, base: UNetMel | None = None) -> UNetMel:
+    """A guide network for autoguidance: a UNetMel folder, a pipeline folder's ``unet/``, or a
+    weight difference to ``base`` (a pipeline's ``guide/`` saved with ``guide_bits``)."""
     folder = resolve_pretrained(name_or_path)
     if (folder / PIPELINE_CONFIG).is_file():
         folder = folder / "unet"
+    if is_delta_folder(folder):
+        if base is None:
+            raise ValueError(f"{folder} is a guide stored as a difference to its model's UNet; "
+                             "load it with that model (from_pretrained(model, guide=...))")
+        return load_delta(folder, base)
     return load_component(folder, expected=UNetMel)
 
 
@@ -201,20 +209,25 @@ class TextToAudioPipeline:
         if (folder / SOUND_LENGTH_FOLDER / CONFIG_NAME).is_file():
             sound_length = load_component(folder / SOUND_LENGTH_FOLDER, expected=SoundLengthHead)
         if guide is not None:
-            guide = load_guide(guide)
+            guide = load_guide(guide, base=unet)
         elif (folder / GUIDE_FOLDER / CONFIG_NAME).is_file():
-            guide = load_component(folder / GUIDE_FOLDER, expected=UNetMel)
+            guide = load_guide(folder / GUIDE_FOLDER, base=unet)
         return cls(unet, text, vocoder, config, sound_length, guide).to(device, resolve_dtype(dtype, device))
 
-    def save_pretrained(self, folder: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
-        """Write the pipeline folder; ``dtype=torch.float16`` halves its size."""
+    def save_pretrained(self, folder: str | os.PathLike, dtype: torch.dtype | None = None,
+                        guide_bits: int | None = None) -> Path:
+        """Write the pipeline folder; ``dtype=torch.float16`` halves its size. ``guide_bits``
+        (2..8) stores the guide network as its difference to the UNet in that many bits per
+        weight (6: about 3/8 of an fp16 copy, and the bundled model's measured gain intact)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_component(self.unet, folder / "unet", dtype=dtype)
         save_component(self.text, folder / "text", dtype=dtype)
         if self.sound_length is not None:
             save_component(self.sound_length, folder / SOUND_LENGTH_FOLDER)  # float32 whatever dtype
-        if self.guide is not None:
+        if self.guide is not None and guide_bits is not None:
+            save_delta(self.guide, self.unet, folder / GUIDE_FOLDER, bits=guide_bits, base_dtype=dtype)
+        elif self.guide is not None:
             save_component(self.guide, folder / GUIDE_FOLDER, dtype=dtype)
         config = self.config
         if isinstance(self.vocoder, HiFiGAN) and config.vocoder not in BUILTIN_VOCODERS:
@@ -393,8 +406,9 @@ class TextToAudioPipeline:
             when it has none; None = left to the model.
         autoguidance: weight w of autoguidance by the model's guide network, D + w (D - G)
             (needs one: a ``guide/`` folder, or ``from_pretrained(guide=...)``; the bundled
-            model has none); None = the model's default (``config.default_autoguidance``),
-            0 = off (one network call less per step).
+            model's is an earlier checkpoint of its UNet); None = the model's default
+            (``config.default_autoguidance``; the bundled model's is 1), 0 = off (one network
+            call less per step).
         """
         mel, req = self.generate_mel(prompt, negative_prompt, duration_s, num_steps, guidance_scale,
                                      sampler, seed, batch_size, progress, callback,

@@ -17,7 +17,8 @@ def _run(args: argparse.Namespace, mode: str) -> None:
     start = time.perf_counter()
     pipe = load_pipeline(args)
     kw = dict(negative_prompt=args.negative, num_steps=args.steps, guidance_scale=args.guidance,
-              sampler=args.sampler, seed=args.seed, batch_size=args.n, progress=not args.quiet)
+              sampler=args.sampler, seed=args.seed, batch_size=args.n, progress=not args.quiet,
+              autoguidance=args.autoguidance)
     if mode == "vary":
         result = pipe.vary(args.input, args.strength, prompt=args.prompt, **kw)
     elif mode == "inpaint":
@@ -31,16 +32,18 @@ def _run(args: argparse.Namespace, mode: str) -> None:
         result = pipe.melody(args.input, prompt=args.prompt, melody_guidance=not args.no_melody_guidance, **kw)
     write_outputs(result, args.output)
     s = result.settings
+    auto = f", autoguidance {s['autoguidance']:g}" if s.get("autoguidance") else ""
     print(f"{len(result)} clip(s) in {time.perf_counter() - start:.1f} s ({mode}, {s['sampler']}, "
-          f"{s['num_steps']} steps, guidance {s['guidance_scale']:g})")
+          f"{s['num_steps']} steps, guidance {s['guidance_scale']:g}{auto})")
 
 
 def register(sub) -> None:
-    from .cli import add_generation_args
+    from .cli import add_autoguidance_arg, add_generation_args
 
     def command(name: str, help: str, description: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=description)
         p.set_defaults(func=lambda args, mode=name: _run(args, mode))
+        add_autoguidance_arg(p)
         return p
 
     audio_help = "input audio file (wav, flac, ogg, mp3; any rate, mono or stereo; at most 10 min)"

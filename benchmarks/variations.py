@@ -178,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--long-s", type=float, default=60.0)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--autoguidance", type=float, default=None, metavar="W",
+                    help="autoguidance weight (default: the model's; 0 = off)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="fp32", choices=DTYPE_NAMES,
                     help="weights dtype (default fp32; 'auto' = what the CLI uses on this machine)")
@@ -191,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     pipe = TextToAudioPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
     mc, sr = pipe.config.mel, pipe.sample_rate
     clips = load_clips(args.manifest, args.clips, args.clip_s, sr, mc.hop_length, args.seed)
-    gen = dict(num_steps=args.steps, seed=args.seed)
+    gen = dict(num_steps=args.steps, seed=args.seed, autoguidance=args.autoguidance)
     chroma = Chroma(mc)
     mel_of = MelSpectrogram(mc)
     res: dict = {"variation": {}, "inpaint": [], "melody": {}, "clips": [c["name"] for c in clips]}
@@ -326,7 +328,7 @@ def report(res: dict, args, pipe) -> list[str]:
 
     n_var = len(res["clips"])
     md = [f"# Variations benchmark ({n_var} valid music clips of <= {args.clip_s:g} s, "
-          f"model {args.model or 'bundled'})", "", machine_line(machine_info(args.device)) +
+          f"model {args.model or 'bundled'}, autoguidance {pipe.autoguidance(args.autoguidance):g})", "", machine_line(machine_info(args.device)) +
           f"; weights {args.dtype}; {args.steps or pipe.config.default_steps} steps; {res['seconds']:.0f} s in all "
           f"({', '.join(f'{k} {v:g} s' for k, v in res.get('section_seconds', {}).items())})"]
     if res["variation"]:

@@ -55,3 +55,8 @@ def test_generate_with_a_guide_runs_autoguidance_and_refuses_an_unused_guide(tmp
     assert "--autoguidance" in err and "Traceback" not in err and not out.exists()
     assert main([*base, "--autoguidance", "1"]) == 0
     assert "autoguidance 1" in capsys.readouterr().out and out.exists()
+    # the audio-to-audio commands take the same options
+    varied = tmp_path / "v.wav"
+    assert main(["vary", str(out), "--strength", "0.5", "--model", str(model), "--guide", str(guide),
+                 "--autoguidance", "2", "--steps", "2", "--dtype", "fp32", "-q", "-o", str(varied)]) == 0
+    assert "autoguidance 2" in capsys.readouterr().out and varied.exists()

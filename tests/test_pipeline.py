@@ -357,4 +357,11 @@ def test_autoguidance_default_reaches_the_audio_to_audio_modes(pipe):
         for param in guide.parameters():
             param.add_(torch.randn_like(param) * 0.05)
     guided = _with_guide(pipe, guide, default_autoguidance=1.0)
-    assert (guided.vary(audio, 0.6, "a low hum", **kw).waveforms - plain).abs().max() > 1e-3
+    varied = guided.vary(audio, 0.6, "a low hum", **kw)
+    assert (varied.waveforms - plain).abs().max() > 1e-3 and varied.settings["autoguidance"] == 1.0
+    # a per-call weight: 0 is the unguided variation, for every mode
+    off = guided.vary(audio, 0.6, "a low hum", autoguidance=0.0, **kw)
+    assert torch.equal(off.waveforms, plain) and "autoguidance" not in off.settings
+    assert guided.inpaint(audio, 0.1, 0.3, "a low hum", autoguidance=2.0, **kw).settings["autoguidance"] == 2.0
+    with pytest.raises(ValueError, match="needs a guide network"):
+        pipe.continuation(audio, 0.5, "a low hum", autoguidance=1.0, **kw)

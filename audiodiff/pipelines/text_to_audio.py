@@ -418,7 +418,8 @@ class TextToAudioPipeline:
 
     # ------------------------------------------------------------------ audio-to-audio modes
     # The logic lives in variations.py. Every mode takes the generation keywords of __call__
-    # (negative_prompt, num_steps, guidance_scale, sampler, seed, batch_size, progress, callback)
+    # (negative_prompt, num_steps, guidance_scale, sampler, seed, batch_size, progress, callback,
+    # autoguidance)
     # and returns an AudioOutput whose settings name the mode and its parameters. ``audio`` is a
     # file path (any format soundfile reads, any rate and channels) or a float tensor/array (C, T)
     # or (T,) with ``sample_rate``; it is mixed to mono and resampled to the pipeline's rate.

@@ -141,9 +141,9 @@ class _Job:
 
 
 def _job(pipe, prompt, negative_prompt, duration_s, num_steps, guidance_scale, sampler, seed,
-         batch_size, allow_no_prompt: bool = True) -> _Job:
+         batch_size, allow_no_prompt: bool = True, autoguidance: float | None = None) -> _Job:
     """resolve_request, with prompt None allowed (the learned null condition) and durations up to
-    the input limit (windowed modes check their own)."""
+    the input limit (windowed modes check their own); ``autoguidance`` None = the model's default."""
     cfg = pipe.config
     if prompt is None and not allow_no_prompt:
         raise ValueError("prompt is empty; describe the sound you want, e.g. 'rain on a tin roof'")
@@ -151,7 +151,7 @@ def _job(pipe, prompt, negative_prompt, duration_s, num_steps, guidance_scale, s
     req = resolve_request(cfg, "-" if prompt is None else prompt, negative_prompt, check_d, num_steps,
                           guidance_scale, sampler, seed, batch_size)
     req.duration_s = duration_s
-    req.autoguidance = pipe.autoguidance()  # the model's default: with a guide network, every mode uses it
+    req.autoguidance = pipe.autoguidance(autoguidance)
     n = len(req.prompts)
     with torch.inference_mode():
         if prompt is None:
@@ -312,7 +312,8 @@ def _settings(job: _Job, mode: str, **extra) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- modes
 def vary(pipe, audio, strength: float = 0.5, prompt=None, sample_rate: int | None = None,
          negative_prompt=None, num_steps=None, guidance_scale=None, sampler=None, seed=None,
-         batch_size: int = 1, progress: bool = False, callback=None) -> AudioOutput:
+         batch_size: int = 1, progress: bool = False, callback=None,
+         autoguidance: float | None = None) -> AudioOutput:
     """Variations of ``audio`` (SDEdit): see :meth:`TextToAudioPipeline.vary`."""
     strength = check_number("strength", strength, 0.0, 1.0)
     cfg, mc = pipe.config, pipe.config.mel
@@ -320,7 +321,7 @@ def vary(pipe, audio, strength: float = 0.5, prompt=None, sample_rate: int | Non
     num = wav.shape[-1]
     mel = input_mel(wav, mc)
     job = _job(pipe, prompt, negative_prompt, num / mc.sample_rate, num_steps, guidance_scale, sampler, seed,
-               batch_size)
+               batch_size, autoguidance=autoguidance)
     sch = cfg.schedule
     sigmas = variation_sigmas(job.req.num_steps, strength, sch.sigma_min, sch.sigma_max, sch.rho)
     n, total = len(job.req.seeds), mel.shape[-1]
@@ -351,7 +352,8 @@ def vary(pipe, audio, strength: float = 0.5, prompt=None, sample_rate: int | Non
 
 def inpaint(pipe, audio, start_s: float, end_s: float, prompt=None, sample_rate: int | None = None,
             negative_prompt=None, num_steps=None, guidance_scale=None, sampler=None, seed=None,
-            batch_size: int = 1, progress: bool = False, callback=None) -> AudioOutput:
+            batch_size: int = 1, progress: bool = False, callback=None,
+            autoguidance: float | None = None) -> AudioOutput:
     """Regenerate [start_s, end_s) of ``audio``: see :meth:`TextToAudioPipeline.inpaint`."""
     cfg, mc = pipe.config, pipe.config.mel
     wav = load_input(audio, mc, sample_rate, cfg.max_input_duration_s)
@@ -377,7 +379,7 @@ def inpaint(pipe, audio, start_s: float, end_s: float, prompt=None, sample_rate:
     ctx = min(ctx, (round(cfg.max_duration_s * mc.frame_rate) - (fb - fa)) // 2)
     lo, hi = max(0, fa - ctx), min(total, fb + ctx)
     job = _job(pipe, prompt, negative_prompt, (hi - lo) * hop / sr, num_steps, guidance_scale, sampler, seed,
-               batch_size)
+               batch_size, autoguidance=autoguidance)
     n = len(job.req.seeds)
     known = mel[..., lo:hi].expand(n, -1, -1, -1)
     mask = _border_mask(hi - lo, fa - lo, fb - lo, BORDER_FRAMES)
@@ -395,7 +397,8 @@ def inpaint(pipe, audio, start_s: float, end_s: float, prompt=None, sample_rate:
 
 def continuation(pipe, audio, seconds: float, prompt=None, sample_rate: int | None = None,
                  negative_prompt=None, num_steps=None, guidance_scale=None, sampler=None, seed=None,
-                 batch_size: int = 1, progress: bool = False, callback=None) -> AudioOutput:
+                 batch_size: int = 1, progress: bool = False, callback=None,
+                 autoguidance: float | None = None) -> AudioOutput:
     """Extend ``audio`` by ``seconds``: see :meth:`TextToAudioPipeline.continuation`."""
     cfg, mc = pipe.config, pipe.config.mel
     sr, hop = mc.sample_rate, mc.hop_length
@@ -412,7 +415,7 @@ def continuation(pipe, audio, seconds: float, prompt=None, sample_rate: int | No
     keep = num // hop  # whole input frames; new frames start here
     window = round(cfg.window_s * mc.frame_rate)
     job = _job(pipe, prompt, negative_prompt, min(total / sr, cfg.max_duration_s), num_steps, guidance_scale,
-               sampler, seed, batch_size)
+               sampler, seed, batch_size, autoguidance=autoguidance)
     job.req.duration_s = total / sr
     n = len(job.req.seeds)
     start = mel[..., :keep].expand(n, -1, -1, -1)
@@ -431,7 +434,8 @@ def continuation(pipe, audio, seconds: float, prompt=None, sample_rate: int | No
 
 def generate_long(pipe, prompt, duration_s: float, window_s: float = 10.0, overlap_s: float = 2.5,
                   negative_prompt=None, num_steps=None, guidance_scale=None, sampler=None, seed=None,
-                  batch_size: int = 1, progress: bool = False, callback=None) -> AudioOutput:
+                  batch_size: int = 1, progress: bool = False, callback=None,
+                  autoguidance: float | None = None) -> AudioOutput:
     """Audio longer than the model's window: see :meth:`TextToAudioPipeline.generate_long`."""
     cfg, mc = pipe.config, pipe.config.mel
     sr, hop = mc.sample_rate, mc.hop_length
@@ -446,7 +450,7 @@ def generate_long(pipe, prompt, duration_s: float, window_s: float = 10.0, overl
         raise ValueError(f"duration_s={duration_s:g} is shorter than one mel frame")
     target = -(-num // hop)
     job = _job(pipe, prompt, negative_prompt, min(duration_s, cfg.max_duration_s), num_steps, guidance_scale,
-               sampler, seed, batch_size, allow_no_prompt=False)
+               sampler, seed, batch_size, allow_no_prompt=False, autoguidance=autoguidance)
     job.req.duration_s = duration_s
     sigmas = cfg.schedule.sigmas(job.req.num_steps)
     first = min(window, target)
@@ -463,7 +467,8 @@ def generate_long(pipe, prompt, duration_s: float, window_s: float = 10.0, overl
 
 def melody(pipe, reference, prompt=None, sample_rate: int | None = None, negative_prompt=None,
            num_steps=None, guidance_scale=None, sampler=None, seed=None, batch_size: int = 1,
-           melody_guidance: bool = True, progress: bool = False, callback=None) -> AudioOutput:
+           melody_guidance: bool = True, progress: bool = False, callback=None,
+           autoguidance: float | None = None) -> AudioOutput:
     """Generate audio that follows the melody of ``reference``: see :meth:`TextToAudioPipeline.melody`."""
     channels = pipe.unet.config.cond_channels
     if channels != 12:
@@ -476,7 +481,7 @@ def melody(pipe, reference, prompt=None, sample_rate: int | None = None, negativ
     num = wav.shape[-1]
     chroma = melody_chroma(wav, mc)
     job = _job(pipe, prompt, negative_prompt, num / mc.sample_rate, num_steps, guidance_scale, sampler, seed,
-               batch_size)
+               batch_size, autoguidance=autoguidance)
     n, frames_n = len(job.req.seeds), chroma.shape[-1]
     frames = pipe.melody_frames(chroma.expand(n, -1, -1))
     # With melody guidance the unconditional branch has neither text nor melody, so the guidance

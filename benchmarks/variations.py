@@ -328,7 +328,8 @@ def report(res: dict, args, pipe) -> list[str]:
 
     n_var = len(res["clips"])
     md = [f"# Variations benchmark ({n_var} valid music clips of <= {args.clip_s:g} s, "
-          f"model {args.model or 'bundled'}, autoguidance {pipe.autoguidance(args.autoguidance):g})", "", machine_line(machine_info(args.device)) +
+          f"model {args.model or 'bundled'}, autoguidance {pipe.autoguidance(args.autoguidance):g}, in the melody mode "
+          f"{pipe.autoguidance(args.autoguidance, mode='melody'):g})", "", machine_line(machine_info(args.device)) +
           f"; weights {args.dtype}; {args.steps or pipe.config.default_steps} steps; {res['seconds']:.0f} s in all "
           f"({', '.join(f'{k} {v:g} s' for k, v in res.get('section_seconds', {}).items())})"]
     if res["variation"]:

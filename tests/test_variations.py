@@ -132,6 +132,35 @@ def test_melody_follows_reference_length_and_uses_chroma(melody_pipe, clip):
     assert top[5].item() == 9 and top[-10].item() == 4
 
 
+def test_melody_mode_has_its_own_default_autoguidance(melody_pipe, clip):
+    """config.melody_autoguidance (the bundled model's: 0) is the melody mode's default; the
+    other modes keep default_autoguidance, and an explicit weight wins in every mode."""
+    import copy
+
+    from audiodiff.pipelines import TextToAudioPipeline
+
+    wav, sr = clip
+    guide = copy.deepcopy(melody_pipe.unet)
+    with torch.no_grad():
+        for param in guide.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    p = melody_pipe
+    guided = TextToAudioPipeline(p.unet, p.text, p.vocoder, p.config.replace(
+        default_autoguidance=1.0, melody_autoguidance=0.0), p.sound_length, guide)
+    plain = p.melody(wav, prompt="a flute", sample_rate=sr, **FAST)
+    out = guided.melody(wav, prompt="a flute", sample_rate=sr, **FAST)
+    assert "autoguidance" not in out.settings and torch.equal(out.waveforms, plain.waveforms)
+    asked = guided.melody(wav, prompt="a flute", sample_rate=sr, autoguidance=1.0, **FAST)
+    assert asked.settings["autoguidance"] == 1.0 and not torch.equal(asked.waveforms, plain.waveforms)
+    assert guided.vary(wav, 0.5, "a flute", sample_rate=sr, **FAST).settings["autoguidance"] == 1.0
+    assert guided.autoguidance(mode="melody") == 0.0 and guided.autoguidance() == 1.0
+    assert p.autoguidance(mode="melody") == 0.0  # no guide: off whatever the config says
+    from audiodiff.config import ConfigError
+
+    with pytest.raises(ConfigError, match="melody_autoguidance"):
+        p.config.replace(melody_autoguidance=-1.0)
+
+
 @pytest.mark.parametrize("layout", ["broadcast", "pitch_class_mel"])
 def test_melody_frames_reach_the_unet_in_the_trained_layout_and_guide(melody_pipe, clip, layout, monkeypatch):
     """The conditional branch gets the reference's chroma in the model's layout; with melody

@@ -481,7 +481,7 @@ def melody(pipe, reference, prompt=None, sample_rate: int | None = None, negativ
     num = wav.shape[-1]
     chroma = melody_chroma(wav, mc)
     job = _job(pipe, prompt, negative_prompt, num / mc.sample_rate, num_steps, guidance_scale, sampler, seed,
-               batch_size, autoguidance=autoguidance)
+               batch_size, autoguidance=pipe.autoguidance(autoguidance, mode="melody"))
     n, frames_n = len(job.req.seeds), chroma.shape[-1]
     frames = pipe.melody_frames(chroma.expand(n, -1, -1))
     # With melody guidance the unconditional branch has neither text nor melody, so the guidance

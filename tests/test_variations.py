@@ -188,8 +188,10 @@ def test_melody_frames_reach_the_unet_in_the_trained_layout_and_guide(melody_pip
                            **FAST)
         both = [f for f in seen if f.shape[0] == 2]  # guided steps: cond and uncond in one batch
         assert both, "no guided step was taken"
-        for f in both:
-            assert torch.allclose(f[:1], expected.to(f.dtype), atol=1e-6)
+        n = expected.shape[-1]
+        for f in both:  # frames past n: the end margin (config.end_margin_frames), no melody
+            assert f.shape[-1] == n + melody_pipe.config.end_margin_frames and float(f[..., n:].abs().sum()) == 0
+            assert torch.allclose(f[:1, ..., :n], expected.to(f.dtype), atol=1e-6)
             if guided:
                 assert float(f[1:].abs().sum()) == 0.0
             else:

@@ -196,11 +196,18 @@ def _sample(pipe, job: _Job, n_frames: int, sigmas: torch.Tensor, seeds: list[in
             progress: bool = False, callback: Callable[[dict], None] | None = None,
             window: tuple[int, int] = (0, 1)) -> torch.Tensor:
     """One sampler run over (len(seeds), 1, n_mels, n_frames); known/mask make it inpainting.
-    ``uncond_frames`` (default: ``frames``) is the unconditional branch's frame condition."""
+    ``uncond_frames`` (default: ``frames``) is the unconditional branch's frame condition.
+    Without ``init``, ``config.end_margin_frames`` more frames are sampled (unknown, no frame
+    condition) and cut off, so the window's end has no edge artefact."""
     n = len(seeds)
-    shape = (pipe.unet.config.in_channels, pipe.config.mel.n_mels, n_frames)
+    margin = 0 if init is not None else pipe.config.end_margin_frames
+    if margin:
+        def pad(t: torch.Tensor | None, value: float = 0.0) -> torch.Tensor | None:
+            return None if t is None else torch.nn.functional.pad(t, (0, margin), value=value)
+        frames, uncond_frames, known, mask = pad(frames), pad(uncond_frames), pad(known), pad(mask, 1.0)
+    shape = (pipe.unet.config.in_channels, pipe.config.mel.n_mels, n_frames + margin)
     if frames is None:
-        frames = pipe.frame_condition(n, n_frames)
+        frames = pipe.frame_condition(n, n_frames + margin)
     else:
         frames = frames.to(pipe.device, module_dtype(pipe.unet))
     job.cond.frames = frames
@@ -208,8 +215,9 @@ def _sample(pipe, job: _Job, n_frames: int, sigmas: torch.Tensor, seeds: list[in
     if pipe.unet.config.timing_channels:
         # Every window of these modes lies inside the clip, as a training crop that the clip fills:
         # sound from its first frame to its last. Left unsaid, a model with a timing input guesses
-        # an end (v0.5's first stage halved its melody accuracy so).
-        job.cond.sound_frames = job.uncond.sound_frames = torch.full((n,), float(n_frames), device=pipe.device)
+        # an end (v0.5's first stage halved its melody accuracy so). The margin is more of the clip.
+        job.cond.sound_frames = job.uncond.sound_frames = torch.full((n,), float(n_frames + margin),
+                                                                     device=pipe.device)
     denoiser = pipe.sampling_denoiser(job.req.autoguidance)
     if known is not None:
         device = pipe.device
@@ -222,9 +230,10 @@ def _sample(pipe, job: _Job, n_frames: int, sigmas: torch.Tensor, seeds: list[in
     def report(info: dict) -> None:
         callback({**info, "window": window[0], "windows": window[1]})
 
-    return guided_sample(denoiser, shape, seeds, sigmas, job.cond, job.uncond, job.guidance, job.req.sampler,
-                         pipe.device, progress=progress, callback=None if callback is None else report, init=init,
-                         guidance_interval=job.req.guidance_interval)
+    x = guided_sample(denoiser, shape, seeds, sigmas, job.cond, job.uncond, job.guidance, job.req.sampler,
+                      pipe.device, progress=progress, callback=None if callback is None else report, init=init,
+                      guidance_interval=job.req.guidance_interval)
+    return x[..., :n_frames]
 
 
 def _border_mask(n_frames: int, a: int, b: int, ramp: int) -> torch.Tensor:

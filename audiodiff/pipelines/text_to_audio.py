@@ -25,7 +25,7 @@ from ..audio.features import MELODY_LAYOUTS, MelConfig, denormalize_mel, melody_
 from ..conditioning.length import SoundLengthHead
 from ..conditioning.text import TextConditioner
 from ..config import Config, ConfigError, check, register_config
-from ..delta import is_delta_folder, load_delta, save_delta
+from ..delta import WeightDeltaConfig, is_delta_folder, load_delta, save_delta
 from ..diffusion import AutoGuided, EDMDenoiser, NoiseScheduleConfig, get_sampler
 from ..diffusion.guidance import check_autoguidance, check_interval
 from ..hub import CONFIG_NAME, DEFAULT_MODEL_DIR, load_component, resolve_pretrained, save_component
@@ -236,6 +236,10 @@ class TextToAudioPipeline:
         """Write the pipeline folder; ``dtype=torch.float16`` halves its size. ``guide_bits``
         (2..8) stores the guide network as its difference to the UNet in that many bits per
         weight (6: about 3/8 of an fp16 copy, and the bundled model's measured gain intact)."""
+        if guide_bits is not None:  # checked before anything is written
+            if self.guide is None:
+                raise ValueError("guide_bits is for a pipeline with a guide network; this one has none")
+            WeightDeltaConfig(bits=guide_bits, base_sha256="0" * 64)
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_component(self.unet, folder / "unet", dtype=dtype)

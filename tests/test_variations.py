@@ -161,6 +161,36 @@ def test_melody_mode_has_its_own_default_autoguidance(melody_pipe, clip):
         p.config.replace(melody_autoguidance=-1.0)
 
 
+def test_end_margin_only_where_the_window_ends_in_generated_frames(pipe, clip, monkeypatch):
+    """config.end_margin_frames more frames are sampled where a window's last frame is generated
+    (continuation) and none where it is known (inpainting inside the clip) or given (vary)."""
+    wav, sr = clip
+    widths = []
+    real = pipe.denoiser
+
+    def recording(x, sigma, cond):
+        widths.append(x.shape[-1])
+        return real(x, sigma, cond)
+
+    monkeypatch.setattr(pipe, "denoiser", recording)
+    margin = pipe.config.end_margin_frames
+    n_in = -(-n_out(clip) // pipe.config.mel.hop_length)  # the input's frames
+
+    def widths_of(call) -> set[int]:
+        widths.clear()
+        call()
+        return set(widths)
+
+    assert margin == 8
+    # continuation: the window ends in new frames -> margin
+    (w,) = widths_of(lambda: pipe.continuation(wav, 0.5, sample_rate=sr, **FAST))
+    assert w == -(-(n_out(clip) + round(0.5 * SR)) // pipe.config.mel.hop_length) + margin
+    # inpainting in the middle: the window's end is the known input -> none
+    assert widths_of(lambda: pipe.inpaint(wav, 0.4, 0.6, sample_rate=sr, **FAST)) == {n_in}
+    # vary starts from the input (init) -> none
+    assert widths_of(lambda: pipe.vary(wav, 0.5, sample_rate=sr, **FAST)) == {n_in}
+
+
 @pytest.mark.parametrize("layout", ["broadcast", "pitch_class_mel"])
 def test_melody_frames_reach_the_unet_in_the_trained_layout_and_guide(melody_pipe, clip, layout, monkeypatch):
     """The conditional branch gets the reference's chroma in the model's layout; with melody

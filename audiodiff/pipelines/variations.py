@@ -197,10 +197,12 @@ def _sample(pipe, job: _Job, n_frames: int, sigmas: torch.Tensor, seeds: list[in
             window: tuple[int, int] = (0, 1)) -> torch.Tensor:
     """One sampler run over (len(seeds), 1, n_mels, n_frames); known/mask make it inpainting.
     ``uncond_frames`` (default: ``frames``) is the unconditional branch's frame condition.
-    Without ``init``, ``config.end_margin_frames`` more frames are sampled (unknown, no frame
-    condition) and cut off, so the window's end has no edge artefact."""
+    When the window's last frame is generated (no ``init``, not known), ``config.end_margin_frames``
+    more frames are sampled (unknown, no frame condition) and cut off, so its end has no edge
+    artefact; known frames are the input's whatever the network predicts there."""
     n = len(seeds)
-    margin = 0 if init is not None else pipe.config.end_margin_frames
+    ends_known = known is not None and float(mask[..., -1].max()) == 0.0
+    margin = 0 if init is not None or ends_known else pipe.config.end_margin_frames
     if margin:
         def pad(t: torch.Tensor | None, value: float = 0.0) -> torch.Tensor | None:
             return None if t is None else torch.nn.functional.pad(t, (0, margin), value=value)

@@ -162,7 +162,7 @@ def test_waveform_pipeline_contract(tmp_path):
 def test_bundled_default_model_loads_offline_and_stays_small():
     """The model shipped in audiodiff/assets/default: at most 60 MB in git, loaded by
     from_pretrained() with no argument, with its own fine-tuned vocoder (not the packaged
-    universal HiFi-GAN's weights), and it generates audio."""
+    universal HiFi-GAN's weights) and its guide network, and it generates audio."""
     from audiodiff.models.vocoder import HiFiGAN, load_vocoder
     from audiodiff.pipelines.text_to_audio import DEFAULT_MODEL_DIR
 
@@ -184,6 +184,29 @@ def test_bundled_default_model_loads_offline_and_stays_small():
     beep, rain = pipe.predict_sound_s(["a single short beep", "heavy rain falling on a roof"], 5.0)
     assert 0.1 <= beep <= 2.0 and rain == 5.0, (beep, rain)
     assert pipe("a single short beep", duration_s=2.0, num_steps=1, seed=0).settings["sound_s_from"] == "prompt"
+    # v0.10 has a guide network (v0.5 of its UNet, a 6-bit difference) and autoguides by
+    # default, except in the melody mode (where the guide pulled the tune away)
+    from audiodiff.delta import is_delta_folder
+
+    assert is_delta_folder(DEFAULT_MODEL_DIR / "guide") and pipe.autoguidance() == 1.0
+    assert pipe.autoguidance(mode="melody") == 0.0
+    assert out.settings["autoguidance"] == 1.0
+    guide_w, unet_w = pipe.guide.backbone.embed.noise_mlp.fc1.weight, pipe.unet.backbone.embed.noise_mlp.fc1.weight
+    assert (guide_w - unet_w).abs().max() > 1e-3
+
+
+def test_bundled_model_ends_a_finished_sound_in_silence():
+    """Frames sampled past the clip's end and cut off (config.end_margin_frames): without them
+    the UNet's zero padding made the last ~4 frames rise, a click after silence (a bark, seed
+    101: -24 dBFS in its last 256 samples; with the margin the floor, -84 dBFS)."""
+    pipe = TextToAudioPipeline.from_pretrained()
+    tails = {}
+    for margin in (0, pipe.config.end_margin_frames):
+        pipe.config = pipe.config.replace(end_margin_frames=margin)
+        wav = pipe("a dog barking", duration_s=5.0, seed=101).waveforms[0, 0]
+        assert wav[-4096:-1024].abs().max() < 1e-3, "the bark was expected to end well before the clip"
+        tails[margin] = 20 * math.log10(float(wav[-256:].abs().max()) + 1e-9)
+    assert tails[0] > -45 and tails[8] < -70, tails
 
 
 def test_resolve_dtype_names_auto_and_errors(monkeypatch):
@@ -334,6 +357,13 @@ def test_guide_stored_as_a_low_bit_difference(tmp_path, pipe):
     assert missed < 0.1 * moved, (missed, moved)
     with pytest.raises(ValueError, match="load it with that model"):
         load_guide(small / "guide")
+    from audiodiff.config import ConfigError
+
+    with pytest.raises(ConfigError, match="bits must be an integer from 2 to 8"):
+        guided.save_pretrained(tmp_path / "bad", guide_bits=12)
+    with pytest.raises(ValueError, match="has none"):
+        pipe.save_pretrained(tmp_path / "bad", guide_bits=6)
+    assert not (tmp_path / "bad").exists()  # refused before anything was written
     retrained = copy.deepcopy(pipe.unet)  # the same architecture, other weights
     with torch.no_grad():
         next(retrained.parameters()).add_(0.5)

@@ -53,13 +53,15 @@ def write_outputs(result, output: str) -> None:
         print(f"wrote {path} ({wav.shape[-1] / result.sample_rate:.2f} s, seed {seed})")
 
 
-def load_pipeline(args: argparse.Namespace):
+def load_pipeline(args: argparse.Namespace, mode: str | None = None):
+    """The command's model; ``mode`` ("melody") picks the default autoguidance weight checked."""
     from .pipelines import TextToAudioPipeline
 
     guide = getattr(args, "guide", None)
     pipe = TextToAudioPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype, guide=guide)
-    if guide is not None and pipe.autoguidance(args.autoguidance) == 0:
-        raise ValueError(f"--guide {guide} is only used with --autoguidance W > 0 (this model's default weight is 0)")
+    if guide is not None and pipe.autoguidance(args.autoguidance, mode=mode) == 0:
+        raise ValueError(f"--guide {guide} is only used with --autoguidance W > 0 (this model's default weight "
+                         f"{'in this mode ' if mode else ''}is 0)")
     return pipe
 
 

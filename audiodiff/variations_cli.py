@@ -15,7 +15,7 @@ def _run(args: argparse.Namespace, mode: str) -> None:
     if Path(args.output).suffix.lower() not in WRITE_FORMATS:
         raise ValueError(f"output must end in one of {', '.join(WRITE_FORMATS)}, got {args.output}")
     start = time.perf_counter()
-    pipe = load_pipeline(args)
+    pipe = load_pipeline(args, mode=mode)
     kw = dict(negative_prompt=args.negative, num_steps=args.steps, guidance_scale=args.guidance,
               sampler=args.sampler, seed=args.seed, batch_size=args.n, progress=not args.quiet,
               autoguidance=args.autoguidance)

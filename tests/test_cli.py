@@ -60,3 +60,27 @@ def test_generate_with_a_guide_runs_autoguidance_and_refuses_an_unused_guide(tmp
     assert main(["vary", str(out), "--strength", "0.5", "--model", str(model), "--guide", str(guide),
                  "--autoguidance", "2", "--steps", "2", "--dtype", "fp32", "-q", "-o", str(varied)]) == 0
     assert "autoguidance 2" in capsys.readouterr().out and varied.exists()
+
+
+def test_melody_command_refuses_a_guide_its_mode_would_not_use(tmp_path, capsys, chirp):
+    """A model whose melody mode does not autoguide (melody_autoguidance = 0, as the bundled
+    one): `melody --guide DIR` without a weight is an error, not a guide loaded for nothing."""
+    import copy
+
+    from audiodiff.pipelines import TextToAudioPipeline
+    from audiodiff.testing import tiny_text_to_audio_pipeline
+
+    p = tiny_text_to_audio_pipeline(seed=0, cond_channels=12)
+    config = p.config.replace(default_autoguidance=1.0, melody_autoguidance=0.0)
+    model = TextToAudioPipeline(p.unet, p.text, p.vocoder, config, p.sound_length,
+                                copy.deepcopy(p.unet)).save_pretrained(tmp_path / "m")
+    wav, sr = chirp
+    ref = save_audio(tmp_path / "ref.wav", wav[:, :sr // 2], sr)
+    out = tmp_path / "o.wav"
+    args = ["melody", str(ref), "--model", str(model), "--guide", str(model), "--steps", "1", "--dtype", "fp32",
+            "-q", "-o", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "in this mode is 0" in err and "Traceback" not in err and not out.exists()
+    assert main([*args, "--autoguidance", "1"]) == 0 and out.exists()
+    assert "autoguidance 1" in capsys.readouterr().out

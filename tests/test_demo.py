@@ -213,6 +213,65 @@ def test_sound_length_control_only_for_models_with_a_timing_input(runner, tmp_pa
         runner.text_to_audio("a beep", "", 1.0, *SAMPLING, 3, 1, 0.5)  # the model has no timing input
 
 
+def _guided(pipe, timing: bool = False):
+    """The tiny pipeline with a guide network (autoguidance 1 by default, 0 in the melody mode,
+    as the bundled model), optionally with a timing input."""
+    import copy
+
+    if timing:
+        pipe = tiny_text_to_audio_pipeline(cond_channels=12, timing_channels=1)
+    guide = copy.deepcopy(pipe.unet)
+    with torch.no_grad():
+        for param in guide.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    config = pipe.config.replace(default_autoguidance=1.0, melody_autoguidance=0.0)
+    return TextToAudioPipeline(pipe.unet, pipe.text, pipe.vocoder, config, pipe.sound_length, guide)
+
+
+def test_autoguidance_control_only_for_models_with_a_guide(pipe, clips, tmp_path):
+    """One autoguidance slider per tab for a model with a guide network (the melody tab's at the
+    melody mode's default), none without; the handlers pass it on and the call snippet shows it."""
+    sliders = lambda demo: [b.value for b in demo.blocks.values() if getattr(b, "elem_id", None) == "autoguidance"]  # noqa: E731
+    assert sorted(sliders(build_demo(_guided(pipe)))) == [0.0, 1.0, 1.0, 1.0] and not sliders(build_demo(pipe))
+    guided = DemoRunner(_guided(pipe), DemoLimits(), tmp_path)
+    out = split(guided.text_to_audio("a beep", "", 1.0, *SAMPLING, 3, 1, 0.0, 2.0), 4)
+    assert out[2]["settings"]["autoguidance"] == 2.0 and "autoguidance=2.0" in out[3]
+    assert "autoguidance" not in split(guided.vary(clips["drums"], 0.5, "", *SAMPLING, 3, 1, 0.0), 4)[2]["settings"]
+    with pytest.raises(gr.Error, match="Autoguidance must be between 0 and 3"):
+        guided.melody(clips["melody"], "", *SAMPLING, 3, 1, 9.0)
+    with pytest.raises(gr.Error, match="no guide network"):
+        DemoRunner(pipe, DemoLimits(), tmp_path).vary(clips["drums"], 0.5, "", *SAMPLING, 3, 1, 1.0)
+
+
+def test_clips_slider_drives_the_players_even_after_the_sound_length(pipe):
+    """The "Clips" slider (not the last input when a sound length or autoguidance follows it)
+    is what shows and hides the result players."""
+    demo = build_demo(_guided(pipe, timing=True))
+    by_label = {}
+    for block in demo.blocks.values():
+        by_label.setdefault(getattr(block, "label", None), []).append(block._id)
+    triggers = {block_id for fn in demo.fns.values() for block_id, _ in fn.targets}
+    assert set(by_label["Clips"]) <= triggers
+    assert not (set(by_label["Sound length (s)"]) | set(by_label["Autoguidance"])) & triggers
+
+
+def test_generate_endpoint_of_a_guided_model_without_timing(_guided_server):
+    """A guide but no timing input: /generate takes the autoguidance weight last, the sound length
+    fixed at "the model decides" and not asked for."""
+    client = gradio_client.Client(_guided_server, verbose=False)
+    settings = [client.predict("a beep", "", 1.0, 4, 3.0, "dpmpp_2m", 5, 1, w, api_name="/generate")[5]["settings"]
+                for w in (0.0, 2.0)]
+    assert "autoguidance" not in settings[0] and settings[1]["autoguidance"] == 2.0
+
+
+@pytest.fixture
+def _guided_server(pipe):
+    demo = build_demo(_guided(pipe))
+    url = launch_demo(demo, port=free_port(), block=False, quiet=True)
+    yield url
+    demo.close()
+
+
 def split(outputs: list, max_batch: int):
     return outputs[:max_batch], *outputs[max_batch:]
 

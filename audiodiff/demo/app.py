@@ -16,7 +16,7 @@ from typing import Any
 
 import gradio as gr
 
-from .handlers import DemoLimits, DemoRunner
+from .handlers import MAX_AUTOGUIDANCE, DemoLimits, DemoRunner
 from .media import write_example_clips
 
 INTRO = """# audiodiff
@@ -31,8 +31,11 @@ TEXT_EXAMPLES = [
 ]
 
 
-def _sampling_controls(runner: DemoRunner, open: bool = False) -> list[gr.components.Component]:
-    """Steps, guidance, sampler, seed and batch size: the same controls in every tab."""
+def _sampling_controls(runner: DemoRunner, open: bool = False, melody: bool = False
+                       ) -> tuple[list[gr.components.Component], list[gr.components.Component]]:
+    """Steps, guidance, sampler, seed and batch size: the same controls in every tab; and, for a
+    model with a guide network, its autoguidance weight (the mode's default: ``melody``), which
+    goes last among a tab's inputs so that each endpoint keeps its arguments for every model."""
     limits = runner.limits
     with gr.Accordion("Sampling", open=open):
         with gr.Row():
@@ -44,7 +47,13 @@ def _sampling_controls(runner: DemoRunner, open: bool = False) -> list[gr.compon
             seed = gr.Number(-1, precision=0, minimum=-1, maximum=2**31 - 1, label="Seed",
                              info="-1 picks a random one (reported with the result)")
             batch = gr.Slider(1, limits.max_batch, value=1, step=1, label="Clips")
-    return [steps, guidance, sampler, seed, batch]
+        auto = []
+        if runner.has_guide:
+            default = runner.default_melody_autoguidance if melody else runner.default_autoguidance
+            auto = [gr.Slider(0.0, MAX_AUTOGUIDANCE, value=default, step=0.25, label="Autoguidance",
+                              elem_id="autoguidance",
+                              info="steers away from the model's weaker guide network; 0 = off, faster")]
+    return [steps, guidance, sampler, seed, batch], auto
 
 
 def _result_panel(runner: DemoRunner, tab: str) -> list[gr.components.Component]:
@@ -65,12 +74,13 @@ def _upload(label: str, tab: str) -> gr.Audio:
                     buttons=["download"])
 
 
-def _bind(button: gr.Button, fn, inputs, outputs, api_name: str, limits: DemoLimits) -> None:
+def _bind(button: gr.Button, fn, inputs, outputs, api_name: str, limits: DemoLimits,
+          batch: gr.Slider) -> None:
     """Wire a tab's button to its handler, and its "Clips" slider to the number of players."""
     # One concurrency id for every tab: the limit counts generations, not per-tab events.
     button.click(fn, inputs=inputs, outputs=outputs, api_name=api_name,
                  concurrency_id="pipeline", concurrency_limit=limits.concurrency)
-    batch, players = inputs[-1], outputs[:limits.max_batch]
+    players = outputs[:limits.max_batch]
     batch.change(lambda n: [gr.update(visible=i < n) for i in range(len(players))], batch, players,
                  queue=False, api_visibility="private")
 
@@ -105,17 +115,20 @@ def build_demo(pipeline: Any, limits: DemoLimits | None = None) -> gr.Blocks:
                                                 info="the sound, then silence; 0 = "
                                                 + ("from the prompt" if runner.pipeline.sound_length is not None
                                                    else "the model decides"))]
-                        controls = _sampling_controls(runner, open=True)
+                        controls, auto = _sampling_controls(runner, open=True)
                         button = gr.Button("Generate", variant="primary", elem_id="generate")
                     with gr.Column():
                         outputs = _result_panel(runner, "text")
-                # The sound length goes last, so /generate keeps its arguments for every model.
-                inputs = [prompt, negative, duration, *controls, *timing]
+                # The sound length and autoguidance go last, so /generate keeps its arguments for
+                # every model (a model with a guide but no timing input gets a fixed "0" there).
+                fixed = [gr.State(0.0)] if auto and not timing else []
+                inputs = [prompt, negative, duration, *controls, *timing, *fixed, *auto]
+                weight = [runner.default_autoguidance] * len(auto)
                 gr.Examples([[p, n, min(d, runner.max_duration_s), steps, runner.default_guidance,
-                              runner.default_sampler, i, 1] + [0.0] * len(timing)
+                              runner.default_sampler, i, 1, *[0.0] * len(timing), *weight]
                              for i, (p, n, d) in enumerate(TEXT_EXAMPLES)],
-                            inputs=inputs, cache_examples=False)
-                _bind(button, runner.text_to_audio, inputs, outputs, "generate", limits)
+                            inputs=[prompt, negative, duration, *controls, *timing, *auto], cache_examples=False)
+                _bind(button, runner.text_to_audio, inputs, outputs, "generate", limits, controls[-1])
 
             with gr.Tab("Variation", id="vary"):
                 with gr.Row():
@@ -124,14 +137,15 @@ def build_demo(pipeline: Any, limits: DemoLimits | None = None) -> gr.Blocks:
                         strength = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Strength",
                                              info="0 returns the input; 1 keeps nothing of it")
                         prompt = gr.Textbox(label="Prompt (optional)", placeholder="a drum loop", elem_id="vary-prompt")
-                        controls = _sampling_controls(runner)
+                        controls, auto = _sampling_controls(runner)
                         button = gr.Button("Make variations", variant="primary", elem_id="vary-button")
                     with gr.Column():
                         outputs = _result_panel(runner, "vary")
-                inputs = [audio, strength, prompt, *controls]
+                inputs = [audio, strength, prompt, *controls, *auto]
                 gr.Examples([[clips["drum_loop"], 0.5, "a drum loop", steps, runner.default_guidance,
-                              runner.default_sampler, 0, 2]], inputs=inputs, cache_examples=False)
-                _bind(button, runner.vary, inputs, outputs, "vary", limits)
+                              runner.default_sampler, 0, 2] + [runner.default_autoguidance] * len(auto)],
+                            inputs=inputs, cache_examples=False)
+                _bind(button, runner.vary, inputs, outputs, "vary", limits, controls[-1])
 
             with gr.Tab("Inpaint / continue", id="inpaint"):
                 with gr.Row():
@@ -144,19 +158,21 @@ def build_demo(pipeline: Any, limits: DemoLimits | None = None) -> gr.Blocks:
                         inpaint_button = gr.Button("Inpaint region", variant="primary", elem_id="inpaint-button")
                         seconds = gr.Slider(0.5, limits.max_add_s, value=2.0, step=0.5, label="Seconds to add")
                         continue_button = gr.Button("Continue", variant="primary", elem_id="continue-button")
-                        controls = _sampling_controls(runner)
+                        controls, auto = _sampling_controls(runner)
                     with gr.Column():
                         outputs = _result_panel(runner, "inpaint")
-                inpaint_inputs = [audio, start, end, prompt, *controls]
+                weight = [runner.default_autoguidance] * len(auto)
+                inpaint_inputs = [audio, start, end, prompt, *controls, *auto]
                 gr.Examples([[clips["arpeggio"], 1.5, 2.5, "a bell", steps, runner.default_guidance,
-                              runner.default_sampler, 0, 1]], inputs=inpaint_inputs, cache_examples=False,
+                              runner.default_sampler, 0, 1, *weight]], inputs=inpaint_inputs, cache_examples=False,
                             label="Example: inpaint")
-                continue_inputs = [audio, seconds, prompt, *controls]
+                continue_inputs = [audio, seconds, prompt, *controls, *auto]
                 gr.Examples([[clips["drum_loop"], 2.0, "a drum loop", steps, runner.default_guidance,
-                              runner.default_sampler, 0, 1]], inputs=continue_inputs, cache_examples=False,
+                              runner.default_sampler, 0, 1, *weight]], inputs=continue_inputs, cache_examples=False,
                             label="Example: continue")
-                _bind(inpaint_button, runner.inpaint, inpaint_inputs, outputs, "inpaint", limits)
-                _bind(continue_button, runner.continuation, continue_inputs, outputs, "continue", limits)
+                _bind(inpaint_button, runner.inpaint, inpaint_inputs, outputs, "inpaint", limits, controls[-1])
+                _bind(continue_button, runner.continuation, continue_inputs, outputs, "continue", limits,
+                      controls[-1])
 
             with gr.Tab("Melody", id="melody"):
                 if runner.has_melody:
@@ -165,14 +181,15 @@ def build_demo(pipeline: Any, limits: DemoLimits | None = None) -> gr.Blocks:
                             audio = _upload("Melody (upload, record or hum)", "melody")
                             prompt = gr.Textbox(label="Prompt", placeholder="a piano playing a melody",
                                                 elem_id="melody-prompt")
-                            controls = _sampling_controls(runner)
+                            controls, auto = _sampling_controls(runner, melody=True)
                             button = gr.Button("Generate from melody", variant="primary", elem_id="melody-button")
                         with gr.Column():
                             outputs = _result_panel(runner, "melody")
-                    inputs = [audio, prompt, *controls]
+                    inputs = [audio, prompt, *controls, *auto]
                     gr.Examples([[clips["arpeggio"], "a piano playing a melody", steps, runner.default_guidance,
-                                  runner.default_sampler, 0, 1]], inputs=inputs, cache_examples=False)
-                    _bind(button, runner.melody, inputs, outputs, "melody", limits)
+                                  runner.default_sampler, 0, 1] + [runner.default_melody_autoguidance] * len(auto)],
+                                inputs=inputs, cache_examples=False)
+                    _bind(button, runner.melody, inputs, outputs, "melody", limits, controls[-1])
                 else:
                     gr.Markdown(
                         "**Melody generation is not available with this model.** It needs a model trained "

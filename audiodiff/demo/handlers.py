@@ -26,6 +26,7 @@ from .media import spectrogram_image
 # Errors that name a problem with the request, never a bug: shown to the user as they are.
 USER_ERRORS = (ValueError, FileNotFoundError)
 MELODY_CHANNELS = 12  # a melody model reads 12 chroma bins as frame-aligned conditions
+MAX_AUTOGUIDANCE = 3.0  # the slider's top; the bundled model's default is 1 (2 already costs top-1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,30 +102,36 @@ class DemoRunner:
         self.samplers = sorted(SAMPLERS)
         self.has_melody = supports_melody(pipeline)
         self.has_timing = supports_timing(pipeline)
+        # Autoguidance by the model's guide network: a control only for models that have one.
+        self.has_guide = getattr(pipeline, "guide", None) is not None
+        self.default_autoguidance = float(pipeline.autoguidance()) if self.has_guide else 0.0
+        self.default_melody_autoguidance = float(pipeline.autoguidance(mode="melody")) if self.has_guide else 0.0
 
     # ------------------------------------------------------------------ the five modes
     def text_to_audio(self, prompt, negative_prompt, duration_s, steps, guidance, sampler, seed, batch,
-                      sound_s=0.0, progress=gr.Progress()):
+                      sound_s=0.0, autoguidance=None, progress=gr.Progress()):
         """sound_s: seconds of sound, then silence (models with a timing input); 0 = predicted from
-        the prompt when the model has a sound length head, else the model decides."""
+        the prompt when the model has a sound length head, else the model decides. autoguidance:
+        the weight of the model's guide network (models with one; None = the model's default)."""
         if _optional_text(prompt) is None:
             raise gr.Error("The prompt is empty: describe the sound you want, e.g. 'rain on a tin roof'.")
         duration_s = _number("Duration (s)", duration_s, self.min_duration_s, self.max_duration_s)
         sound_s = _number("Sound length (s)", sound_s, 0.0, duration_s if self.has_timing else 0.0)
         call = dict(prompt=prompt.strip(), negative_prompt=_optional_text(negative_prompt), duration_s=duration_s,
                     **({"sound_s": sound_s} if sound_s else {}),  # 0: the pipeline's default, "auto"
-                    **self._sampling(steps, guidance, sampler, seed, batch))
+                    **self._sampling(steps, guidance, sampler, seed, batch, autoguidance))
         out = self._run(self.pipeline, (), call, progress)
         return self._package("pipe", out, call, None)
 
-    def vary(self, audio, strength, prompt, steps, guidance, sampler, seed, batch, progress=gr.Progress()):
+    def vary(self, audio, strength, prompt, steps, guidance, sampler, seed, batch, autoguidance=None,
+             progress=gr.Progress()):
         wav, sr, source = self._load_upload(audio, "the audio to vary")
         call = dict(strength=_number("Strength", strength, 0.0, 1.0), prompt=_optional_text(prompt),
-                    sample_rate=sr, **self._sampling(steps, guidance, sampler, seed, batch))
+                    sample_rate=sr, **self._sampling(steps, guidance, sampler, seed, batch, autoguidance))
         out = self._run(self.pipeline.vary, (wav,), call, progress)
         return self._package("pipe.vary", out, call, source)
 
-    def inpaint(self, audio, start_s, end_s, prompt, steps, guidance, sampler, seed, batch,
+    def inpaint(self, audio, start_s, end_s, prompt, steps, guidance, sampler, seed, batch, autoguidance=None,
                 progress=gr.Progress()):
         wav, sr, source = self._load_upload(audio, "the audio to inpaint")
         length_s = wav.shape[-1] / sr
@@ -133,37 +140,43 @@ class DemoRunner:
         if end_s <= start_s:
             raise gr.Error(f"The region must end after it starts (got {start_s:g} s to {end_s:g} s).")
         call = dict(start_s=start_s, end_s=end_s, prompt=_optional_text(prompt), sample_rate=sr,
-                    **self._sampling(steps, guidance, sampler, seed, batch))
+                    **self._sampling(steps, guidance, sampler, seed, batch, autoguidance))
         out = self._run(self.pipeline.inpaint, (wav,), call, progress)
         return self._package("pipe.inpaint", out, call, source)
 
-    def continuation(self, audio, seconds, prompt, steps, guidance, sampler, seed, batch,
+    def continuation(self, audio, seconds, prompt, steps, guidance, sampler, seed, batch, autoguidance=None,
                      progress=gr.Progress()):
         wav, sr, source = self._load_upload(audio, "the audio to continue")
         seconds = _number("Seconds to add", seconds, 0.1, self.limits.max_add_s)
         call = dict(seconds=seconds, prompt=_optional_text(prompt), sample_rate=sr,
-                    **self._sampling(steps, guidance, sampler, seed, batch))
+                    **self._sampling(steps, guidance, sampler, seed, batch, autoguidance))
         out = self._run(self.pipeline.continuation, (wav,), call, progress)
         return self._package("pipe.continuation", out, call, source)
 
-    def melody(self, audio, prompt, steps, guidance, sampler, seed, batch, progress=gr.Progress()):
+    def melody(self, audio, prompt, steps, guidance, sampler, seed, batch, autoguidance=None,
+               progress=gr.Progress()):
         if not self.has_melody:
             raise gr.Error("This model has no melody conditioning (it needs 12 chroma channels).")
         wav, sr, source = self._load_upload(audio, "the melody")
         call = dict(prompt=_optional_text(prompt), sample_rate=sr,
-                    **self._sampling(steps, guidance, sampler, seed, batch))
+                    **self._sampling(steps, guidance, sampler, seed, batch, autoguidance))
         out = self._run(self.pipeline.melody, (wav,), call, progress)
         return self._package("pipe.melody", out, call, source)
 
     # ------------------------------------------------------------------ shared steps
-    def _sampling(self, steps, guidance, sampler, seed, batch) -> dict:
+    def _sampling(self, steps, guidance, sampler, seed, batch, autoguidance=None) -> dict:
         if sampler not in SAMPLERS:
             raise gr.Error(f"Unknown sampler {sampler!r}; choose one of {', '.join(self.samplers)}.")
         seed = None if seed is None or seed == "" or float(seed) < 0 else _number("Seed", seed, 0, 2**31 - 1, True)
-        return dict(num_steps=_number("Steps", steps, 1, self.limits.max_steps, integer=True),
+        call = dict(num_steps=_number("Steps", steps, 1, self.limits.max_steps, integer=True),
                     guidance_scale=_number("Guidance", guidance, 0.0, 20.0),
                     sampler=sampler, seed=seed,
                     batch_size=_number("Batch size", batch, 1, self.limits.max_batch, integer=True))
+        if autoguidance is not None:
+            if not self.has_guide:
+                raise gr.Error("This model has no guide network, so autoguidance is not available.")
+            call["autoguidance"] = _number("Autoguidance", autoguidance, 0.0, MAX_AUTOGUIDANCE)
+        return call
 
     def _load_upload(self, path, what: str) -> tuple[torch.Tensor, int, dict]:
         """An uploaded or recorded file -> mono (1, T) float32 and its rate, within the caps."""

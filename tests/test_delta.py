@@ -118,3 +118,27 @@ def test_bad_deltas_are_refused(tmp_path):
     torch.save({"x": 1}, folder / "model.safetensors")  # a pickle is never unpickled
     with pytest.raises(ValueError, match="not a valid safetensors"):
         load_delta(folder, base)
+
+
+def test_attach_guide_script_writes_a_new_folder_with_a_difference_guide(tmp_path):
+    """scripts/attach_guide.py (how the bundled model got its guide): a new folder whose guide/ is
+    a weight difference, with the weights asked for; never written over the model itself."""
+    import sys
+    from pathlib import Path
+
+    from audiodiff.delta import is_delta_folder
+    from audiodiff.pipelines import TextToAudioPipeline
+    from audiodiff.testing import tiny_text_to_audio_pipeline
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from attach_guide import main
+
+    model = tiny_text_to_audio_pipeline(seed=0).save_pretrained(tmp_path / "model")
+    guide = tiny_text_to_audio_pipeline(seed=1).save_pretrained(tmp_path / "guide")
+    out = main(["--model", str(model), "--guide", str(guide), "--bits", "6", "--weight", "1.5",
+                "--melody-weight", "0", "--out", str(tmp_path / "out")])
+    assert is_delta_folder(out / "guide")
+    pipe = TextToAudioPipeline.from_pretrained(out)
+    assert pipe.autoguidance() == 1.5 and pipe.autoguidance(mode="melody") == 0.0
+    with pytest.raises(SystemExit, match="must be a new"):
+        main(["--model", str(model), "--guide", str(guide), "--out", str(model)])

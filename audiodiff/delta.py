@@ -34,6 +34,13 @@ from .config import Config, ConfigError, check, register_config
 from .hub import CONFIG_NAME, WEIGHTS_NAME, load_config, read_weights, write_weights
 
 
+def check_bits(bits: int) -> int:
+    """``bits`` if it is a whole number of bits per weight that the format stores (2..8)."""
+    check(isinstance(bits, int) and 2 <= bits <= 8,
+          f"WeightDeltaConfig.bits must be an integer from 2 to 8, got {bits!r}")
+    return bits
+
+
 @register_config
 @dataclasses.dataclass(frozen=True)
 class WeightDeltaConfig(Config):
@@ -43,8 +50,7 @@ class WeightDeltaConfig(Config):
     base_sha256: str = ""
 
     def __post_init__(self):
-        check(isinstance(self.bits, int) and 2 <= self.bits <= 8,
-              f"WeightDeltaConfig.bits must be an integer from 2 to 8, got {self.bits!r}")
+        check_bits(self.bits)
         check(len(self.base_sha256) == 64 and all(c in "0123456789abcdef" for c in self.base_sha256),
               "WeightDeltaConfig.base_sha256 must be 64 lowercase hex digits (weights_fingerprint)")
 
@@ -116,7 +122,7 @@ def save_delta(module: nn.Module, base: nn.Module, folder: str | os.PathLike, bi
     """Write ``module`` as its difference to ``base`` (same architecture) in ``bits`` bits per
     weight. ``base_dtype``: the dtype the base is stored in (e.g. fp16), so the difference is taken
     from the weights a loader will have."""
-    config = WeightDeltaConfig(bits=bits, base_sha256="0" * 64)  # checks bits before any work
+    check_bits(bits)  # before any work
     own, ref = module.state_dict(), base.state_dict()
     if set(own) != set(ref) or any(own[k].shape != ref[k].shape for k in own):
         raise ValueError(f"{type(module).__name__} and the base {type(base).__name__} differ in their "
@@ -140,7 +146,7 @@ def save_delta(module: nn.Module, base: nn.Module, folder: str | os.PathLike, bi
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     write_weights(state, folder / WEIGHTS_NAME, WeightDeltaConfig.__name__)
-    config.replace(base_sha256=weights_fingerprint(ref)).save(folder / CONFIG_NAME)
+    WeightDeltaConfig(bits=bits, base_sha256=weights_fingerprint(ref)).save(folder / CONFIG_NAME)
     return folder
 
 

@@ -171,10 +171,11 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     from audiodiff.pipelines import TextToAudioPipeline
 
-    from audiodiff.hub import DEFAULT_MODEL_DIR, resolve_pretrained
+    from audiodiff.hub import CONFIG_NAME, DEFAULT_MODEL_DIR, resolve_pretrained
+    from audiodiff.pipelines.text_to_audio import GUIDE_FOLDER
 
     folder = DEFAULT_MODEL_DIR if args.model is None else resolve_pretrained(args.model)
-    table = variants(args, own_guide=(folder / "guide" / "config.json").is_file())
+    table = variants(args, own_guide=(folder / GUIDE_FOLDER / CONFIG_NAME).is_file())
     names = args.variants or list(table)
     unknown = sorted(set(names) - set(table))
     if unknown:

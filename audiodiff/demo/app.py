@@ -123,7 +123,7 @@ def build_demo(pipeline: Any, limits: DemoLimits | None = None) -> gr.Blocks:
                 # every model (a model with a guide but no timing input gets a fixed "0" there).
                 fixed = [gr.State(0.0)] if auto and not timing else []
                 inputs = [prompt, negative, duration, *controls, *timing, *fixed, *auto]
-                weight = [runner.default_autoguidance] * len(auto)
+                weight = [a.value for a in auto]  # the examples run at the slider's default
                 gr.Examples([[p, n, min(d, runner.max_duration_s), steps, runner.default_guidance,
                               runner.default_sampler, i, 1, *[0.0] * len(timing), *weight]
                              for i, (p, n, d) in enumerate(TEXT_EXAMPLES)],
@@ -143,7 +143,7 @@ def build_demo(pipeline: Any, limits: DemoLimits | None = None) -> gr.Blocks:
                         outputs = _result_panel(runner, "vary")
                 inputs = [audio, strength, prompt, *controls, *auto]
                 gr.Examples([[clips["drum_loop"], 0.5, "a drum loop", steps, runner.default_guidance,
-                              runner.default_sampler, 0, 2] + [runner.default_autoguidance] * len(auto)],
+                              runner.default_sampler, 0, 2, *[a.value for a in auto]]],
                             inputs=inputs, cache_examples=False)
                 _bind(button, runner.vary, inputs, outputs, "vary", limits, controls[-1])
 
@@ -161,7 +161,7 @@ def build_demo(pipeline: Any, limits: DemoLimits | None = None) -> gr.Blocks:
                         controls, auto = _sampling_controls(runner)
                     with gr.Column():
                         outputs = _result_panel(runner, "inpaint")
-                weight = [runner.default_autoguidance] * len(auto)
+                weight = [a.value for a in auto]
                 inpaint_inputs = [audio, start, end, prompt, *controls, *auto]
                 gr.Examples([[clips["arpeggio"], 1.5, 2.5, "a bell", steps, runner.default_guidance,
                               runner.default_sampler, 0, 1, *weight]], inputs=inpaint_inputs, cache_examples=False,
@@ -187,7 +187,7 @@ def build_demo(pipeline: Any, limits: DemoLimits | None = None) -> gr.Blocks:
                             outputs = _result_panel(runner, "melody")
                     inputs = [audio, prompt, *controls, *auto]
                     gr.Examples([[clips["arpeggio"], "a piano playing a melody", steps, runner.default_guidance,
-                                  runner.default_sampler, 0, 1] + [runner.default_melody_autoguidance] * len(auto)],
+                                  runner.default_sampler, 0, 1, *[a.value for a in auto]]],
                                 inputs=inputs, cache_examples=False)
                     _bind(button, runner.melody, inputs, outputs, "melody", limits, controls[-1])
                 else:

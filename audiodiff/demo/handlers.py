@@ -104,8 +104,8 @@ class DemoRunner:
         self.has_timing = supports_timing(pipeline)
         # Autoguidance by the model's guide network: a control only for models that have one.
         self.has_guide = getattr(pipeline, "guide", None) is not None
-        self.default_autoguidance = float(pipeline.autoguidance()) if self.has_guide else 0.0
-        self.default_melody_autoguidance = float(pipeline.autoguidance(mode="melody")) if self.has_guide else 0.0
+        self.default_autoguidance = float(pipeline.autoguidance())  # 0 without a guide
+        self.default_melody_autoguidance = float(pipeline.autoguidance(mode="melody"))
 
     # ------------------------------------------------------------------ the five modes
     def text_to_audio(self, prompt, negative_prompt, duration_s, steps, guidance, sampler, seed, batch,

@@ -25,7 +25,7 @@ from ..audio.features import MELODY_LAYOUTS, MelConfig, denormalize_mel, melody_
 from ..conditioning.length import SoundLengthHead
 from ..conditioning.text import TextConditioner
 from ..config import Config, ConfigError, check, register_config
-from ..delta import WeightDeltaConfig, is_delta_folder, load_delta, save_delta
+from ..delta import check_bits, is_delta_folder, load_delta, save_delta
 from ..diffusion import AutoGuided, EDMDenoiser, NoiseScheduleConfig, get_sampler
 from ..diffusion.guidance import check_autoguidance, check_interval
 from ..hub import CONFIG_NAME, DEFAULT_MODEL_DIR, load_component, resolve_pretrained, save_component
@@ -183,6 +183,13 @@ class TextToAudioPipeline:
                              "this model has none: leave autoguidance at None or 0")
         return weight
 
+    def end_margin(self, init: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> int:
+        """Frames to sample past a window's end and cut off (``config.end_margin_frames``): where
+        its last frame is generated, not given by ``init`` nor known (``mask`` 0 there)."""
+        if init is not None or (mask is not None and float(mask[..., -1].max()) == 0.0):
+            return 0
+        return self.config.end_margin_frames
+
     def sampling_denoiser(self, autoguidance: float = 0.0) -> nn.Module:
         """What the samplers call: the UNet's denoiser, autoguided by the guide network with
         weight ``autoguidance`` (a value from :meth:`autoguidance`) when it is above 0."""
@@ -239,17 +246,18 @@ class TextToAudioPipeline:
         if guide_bits is not None:  # checked before anything is written
             if self.guide is None:
                 raise ValueError("guide_bits is for a pipeline with a guide network; this one has none")
-            WeightDeltaConfig(bits=guide_bits, base_sha256="0" * 64)
+            check_bits(guide_bits)
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_component(self.unet, folder / "unet", dtype=dtype)
         save_component(self.text, folder / "text", dtype=dtype)
         if self.sound_length is not None:
             save_component(self.sound_length, folder / SOUND_LENGTH_FOLDER)  # float32 whatever dtype
-        if self.guide is not None and guide_bits is not None:
-            save_delta(self.guide, self.unet, folder / GUIDE_FOLDER, bits=guide_bits, base_dtype=dtype)
-        elif self.guide is not None:
-            save_component(self.guide, folder / GUIDE_FOLDER, dtype=dtype)
+        if self.guide is not None:
+            if guide_bits is None:
+                save_component(self.guide, folder / GUIDE_FOLDER, dtype=dtype)
+            else:
+                save_delta(self.guide, self.unet, folder / GUIDE_FOLDER, bits=guide_bits, base_dtype=dtype)
         config = self.config
         if isinstance(self.vocoder, HiFiGAN) and config.vocoder not in BUILTIN_VOCODERS:
             save_component(self.vocoder, folder / VOCODER_FOLDER, dtype=dtype)
@@ -360,7 +368,7 @@ class TextToAudioPipeline:
         # Enough frames to cover the requested samples; the waveform is cropped to length.
         n_frames = -(-round(req.duration_s * mel.sample_rate) // mel.hop_length)
         # ... and a margin past the end, cut off after sampling (config.end_margin_frames).
-        margin = 0 if init_mel is not None else self.config.end_margin_frames
+        margin = self.end_margin(init_mel)
         cond, uncond = encode_request(self.text, req, self.unet)
         if frames is None:
             frames = self.frame_condition(len(req.prompts), n_frames + margin)

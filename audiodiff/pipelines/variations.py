@@ -141,9 +141,11 @@ class _Job:
 
 
 def _job(pipe, prompt, negative_prompt, duration_s, num_steps, guidance_scale, sampler, seed,
-         batch_size, allow_no_prompt: bool = True, autoguidance: float | None = None) -> _Job:
+         batch_size, allow_no_prompt: bool = True, autoguidance: float | None = None,
+         mode: str | None = None) -> _Job:
     """resolve_request, with prompt None allowed (the learned null condition) and durations up to
-    the input limit (windowed modes check their own); ``autoguidance`` None = the model's default."""
+    the input limit (windowed modes check their own); ``autoguidance`` None = the model's default
+    for ``mode``."""
     cfg = pipe.config
     if prompt is None and not allow_no_prompt:
         raise ValueError("prompt is empty; describe the sound you want, e.g. 'rain on a tin roof'")
@@ -151,7 +153,7 @@ def _job(pipe, prompt, negative_prompt, duration_s, num_steps, guidance_scale, s
     req = resolve_request(cfg, "-" if prompt is None else prompt, negative_prompt, check_d, num_steps,
                           guidance_scale, sampler, seed, batch_size)
     req.duration_s = duration_s
-    req.autoguidance = pipe.autoguidance(autoguidance)
+    req.autoguidance = pipe.autoguidance(autoguidance, mode=mode)
     n = len(req.prompts)
     with torch.inference_mode():
         if prompt is None:
@@ -201,8 +203,7 @@ def _sample(pipe, job: _Job, n_frames: int, sigmas: torch.Tensor, seeds: list[in
     more frames are sampled (unknown, no frame condition) and cut off, so its end has no edge
     artefact; known frames are the input's whatever the network predicts there."""
     n = len(seeds)
-    ends_known = known is not None and float(mask[..., -1].max()) == 0.0
-    margin = 0 if init is not None or ends_known else pipe.config.end_margin_frames
+    margin = pipe.end_margin(init, mask)
     if margin:
         def pad(t: torch.Tensor | None, value: float = 0.0) -> torch.Tensor | None:
             return None if t is None else torch.nn.functional.pad(t, (0, margin), value=value)
@@ -492,7 +493,7 @@ def melody(pipe, reference, prompt=None, sample_rate: int | None = None, negativ
     num = wav.shape[-1]
     chroma = melody_chroma(wav, mc)
     job = _job(pipe, prompt, negative_prompt, num / mc.sample_rate, num_steps, guidance_scale, sampler, seed,
-               batch_size, autoguidance=pipe.autoguidance(autoguidance, mode="melody"))
+               batch_size, autoguidance=autoguidance, mode="melody")
     n, frames_n = len(job.req.seeds), chroma.shape[-1]
     frames = pipe.melody_frames(chroma.expand(n, -1, -1))
     # With melody guidance the unconditional branch has neither text nor melody, so the guidance

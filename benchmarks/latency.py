@@ -18,6 +18,10 @@ whole call, text encoder, every sampling step and the vocoder, captured as one C
 batch, duration and step count: the fixed-shape loop launches nothing from Python). Writes
 benchmarks/results/latency.json and .md with ratios against the fp32 baseline of the same run.
 
+The bundled model samples with autoguidance (a second UNet of the same architecture, the guide,
+runs on every step's batch: ``--autoguidance 1``, its default; 0 leaves it out) and samples
+``--end-margin-frames`` (8) mel frames past the clip's end, cut off before the vocoder.
+
 ``--profile VARIANT`` adds where the time of one setting goes (batch 1, the first duration and
 step count): its FLOPs and bytes, the device's measured matmul peak and copy bandwidth, the
 floor they give, and a profile of the kernels (busy time, idle gaps between them, top kernels):
@@ -29,6 +33,7 @@ floor they give, and a profile of the kernels (busy time, idle gaps between them
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -47,10 +52,11 @@ from _common import DEFAULT_OUT, machine_info, machine_line, markdown_table, wri
 from audiodiff.conditioning.base import Conditioning  # noqa: E402
 from audiodiff.conditioning.minilm import BertConfig, BertEncoder, mean_pool  # noqa: E402
 from audiodiff.diffusion import EDMDenoiser, NoiseScheduleConfig  # noqa: E402
-from audiodiff.diffusion.guidance import cfg_denoise  # noqa: E402
+from audiodiff.diffusion.guidance import AutoGuided, cfg_denoise  # noqa: E402
 from audiodiff.diffusion.samplers import get_sampler  # noqa: E402
 from audiodiff.models.unet_mel import UNetMel, UNetMelConfig  # noqa: E402
 from audiodiff.models.vocoder import HiFiGAN, HiFiGANConfig  # noqa: E402
+from audiodiff.pipelines.text_to_audio import TextToAudioConfig  # noqa: E402
 
 MINILM = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
                     intermediate_size=1536, max_position_embeddings=512, type_vocab_size=2,
@@ -64,6 +70,11 @@ def default_unet_config() -> UNetMelConfig:
     from audiodiff.training.config import load_train_config
 
     return load_train_config(ROOT / "configs" / "gpu_default.toml").task.unet
+
+
+def bundled_default(key: str):
+    """A setting of the bundled model's pipeline.json (its architecture is what --model random builds)."""
+    return json.loads((ROOT / "audiodiff" / "assets" / "default" / "pipeline.json").read_text())[key]
 
 
 def load_unet(model: str) -> UNetMel:
@@ -122,20 +133,29 @@ class Pipeline:
     cost depends only on their number)."""
 
     def __init__(self, unet: UNetMel, device: torch.device, variant: str,
-                 guidance_interval: tuple[float, float] | None = None):
+                 guidance_interval: tuple[float, float] | None = None, autoguidance: float = 0.0,
+                 end_margin_frames: int = 0):
         self.device, self.variant, self.guidance_interval = device, variant, guidance_interval
+        self.end_margin_frames = end_margin_frames
         dtype = HALF[variant]
         self.dtype = dtype
         self.text = BertEncoder(MINILM).to(device).eval()
         self.vocoder = HiFiGAN(HiFiGANConfig()).to(device, dtype).eval()
-        net = unet.to(device, dtype).eval()
-        if dtype != torch.float32 or device.type == "cpu":  # as the library does on the CPU
-            net = net.to(memory_format=torch.channels_last)
-        self.net = GraphedNet(net) if variant == "bf16-graph" else net
+        self.net = self._prepare(unet, device, variant)
         self.denoiser = EDMDenoiser(self.net, sigma_data=0.5)
+        if autoguidance > 0:  # the guide: a UNet of the same architecture (its weights do not matter here)
+            guide = EDMDenoiser(self._prepare(UNetMel(unet.config), device, variant), sigma_data=0.5)
+            self.denoiser = AutoGuided(self.denoiser, guide, autoguidance)
         self.null = torch.zeros(1, MINILM.hidden_size, device=device)
         self.schedule = NoiseScheduleConfig()
         self.sample = get_sampler("dpmpp_2m")
+
+    @staticmethod
+    def _prepare(unet: UNetMel, device: torch.device, variant: str) -> nn.Module:
+        net = unet.to(device, HALF[variant]).eval()
+        if HALF[variant] != torch.float32 or device.type == "cpu":  # as the library does on the CPU
+            net = net.to(memory_format=torch.channels_last)
+        return GraphedNet(net) if variant == "bf16-graph" else net
 
     @torch.inference_mode()
     def __call__(self, batch: int, duration_s: float, steps: int, guidance: float = 3.0) -> torch.Tensor:
@@ -143,7 +163,7 @@ class Pipeline:
         mask = torch.ones(batch, 12, dtype=torch.bool, device=self.device)
         hidden = self.text(ids, mask)
         pooled = mean_pool(hidden, mask)
-        frames_n = math.ceil(duration_s * 22050 / 256)
+        frames_n = math.ceil(duration_s * 22050 / 256) + self.end_margin_frames
         cond = Conditioning(pooled=pooled.to(self.dtype), frames=torch.zeros(
             batch, 12, 80, frames_n, device=self.device, dtype=self.dtype))
         uncond = Conditioning(pooled=self.null.expand(batch, -1).to(self.dtype), frames=cond.frames)
@@ -151,6 +171,7 @@ class Pipeline:
         sigmas = self.schedule.sigmas(steps)  # on the host, as the library keeps them: no sync, capturable
         x = torch.randn(batch, 1, 80, frames_n, device=self.device) * float(sigmas[0])
         x = self.sample(denoise, x, sigmas)
+        x = x[..., : x.shape[-1] - self.end_margin_frames]
         wav = self.vocoder(x[:, 0].to(self.dtype) * 3 - 5)
         return wav[..., : round(duration_s * 22050)].float()
 
@@ -184,12 +205,13 @@ class GraphedPipeline:
 
 
 def build_pipeline(model: str, device: torch.device, variant: str,
-                   guidance_interval: tuple[float, float] | None = None) -> Pipeline | GraphedPipeline:
+                   guidance_interval: tuple[float, float] | None = None, autoguidance: float = 0.0,
+                   end_margin_frames: int = 0) -> Pipeline | GraphedPipeline:
     if variant not in HALF:
         raise ValueError(f"unknown variant {variant!r}; accepted: {', '.join(sorted(HALF))}")
     if variant in CUDA_ONLY and device.type != "cuda":
         raise ValueError(f"variant {variant} captures CUDA graphs: it needs --device cuda, got {device}")
-    pipe = Pipeline(load_unet(model), device, variant, guidance_interval)
+    pipe = Pipeline(load_unet(model), device, variant, guidance_interval, autoguidance, end_margin_frames)
     return GraphedPipeline(pipe) if variant == "bf16-fullgraph" else pipe
 
 
@@ -218,6 +240,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", nargs="+", type=int, default=[12, 25])
     p.add_argument("--guidance-interval", nargs=2, type=float, default=None, metavar=("LO", "HI"),
                    help="guide only the steps with LO < sigma <= HI (default: every step)")
+    p.add_argument("--autoguidance", type=float, default=bundled_default("default_autoguidance"),
+                   help="autoguidance weight (a guide UNet's forward on every step's batch; 0 = none; "
+                        "default: the bundled model's)")
+    p.add_argument("--end-margin-frames", type=int, default=TextToAudioConfig.end_margin_frames,
+                   help="mel frames sampled past the end and cut off (default: the pipeline's)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     p.add_argument("--max-seconds", type=float, default=0, help="stop adding rows after this long (0 = no cap)")
@@ -263,12 +290,15 @@ def main(argv: list[str] | None = None) -> dict:
                      round(r["x_real_time"], 1), round(r[f"speedup_vs_{variants[0]}"], 2) if b else "-"])
     md = (f"# Latency of the default pipeline (text + sampling + vocoder)\n\n{machine_line(info)}; "
           f"model: {args.model}; sampler dpmpp_2m, guidance 3 (one batched forward per guided step"
-          f"{', guided where ' + str(args.guidance_interval[0]) + ' < sigma <= ' + str(args.guidance_interval[1]) if args.guidance_interval else ''}).\n\n"
+          f"{', guided where ' + str(args.guidance_interval[0]) + ' < sigma <= ' + str(args.guidance_interval[1]) if args.guidance_interval else ''}); "
+          f"autoguidance {args.autoguidance:g} ({'a guide UNet of the same size on every step' if args.autoguidance else 'off'}), "
+          f"{args.end_margin_frames} mel frames of end margin.\n\n"
           + markdown_table(["variant", "steps", "audio s", "batch", "median ms", "x real time",
                             f"speed-up vs {variants[0]}"], rows) + "\n"
           + (profile_markdown(profiled, records) if profiled else "")
           + "".join(f"\n{v} failed: {e}\n" for v, e in errors.items()))
     payload = {"machine": info, "model": args.model, "guidance_interval": args.guidance_interval,
+               "autoguidance": args.autoguidance, "end_margin_frames": args.end_margin_frames,
                "records": records, "profile": profiled, "errors": errors}
     json_path, md_path = write_results(f"latency-{device.type}", payload, md, args.out)
     print(md)
@@ -278,7 +308,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def run_variant(variant: str, args, device: torch.device, started: float, records: list) -> None:
     interval = tuple(args.guidance_interval) if args.guidance_interval else None
-    pipe = build_pipeline(args.model, device, variant, interval)
+    pipe = build_pipeline(args.model, device, variant, interval, args.autoguidance, args.end_margin_frames)
     for steps in args.steps:
         for duration in args.durations:
             for batch in args.batches:
@@ -304,7 +334,7 @@ def profile_setting(variant: str, args, device: torch.device) -> dict:
     from _roofline import count_work, measure_peaks, profile_call, roofline_floor
 
     interval = tuple(args.guidance_interval) if args.guidance_interval else None
-    pipe = build_pipeline(args.model, device, variant, interval)
+    pipe = build_pipeline(args.model, device, variant, interval, args.autoguidance, args.end_margin_frames)
     duration, steps = args.durations[0], args.steps[0]
 
     def call():
@@ -314,7 +344,8 @@ def profile_setting(variant: str, args, device: torch.device) -> dict:
     # The work does not depend on graphs, and a graph's replay is invisible to the counters:
     # count it on the eager pipeline of the same precision.
     eager = variant.split("-")[0]  # bf16-graph / bf16-fullgraph -> bf16
-    eager_pipe = pipe if eager == variant else build_pipeline(args.model, device, eager, interval)
+    eager_pipe = pipe if eager == variant else build_pipeline(args.model, device, eager, interval, args.autoguidance,
+                                                                            args.end_margin_frames)
     work = count_work(lambda: eager_pipe(1, duration, steps))
     peaks = measure_peaks(device, HALF[variant])
     floor = roofline_floor(work, peaks)

@@ -7,12 +7,12 @@
 # Here, once:
 #   python scripts/gpu_prepare.py --mel-bits 6 --out gpu_carry/device   # 6-bit mels + text cache
 #   bash scripts/gpu_latency_prepare.sh                                 # gpu_carry/wheels (diffusers)
-#   bash scripts/gpu_lean.sh hide        # the vocoder's weights stay here; `restore` right after
+#   bash scripts/gpu_lean.sh hide        # the vocoder's and guide's weights stay here; `restore` right after
 # The call (tree 21.9 + carried 40.6 = 62.5 MiB of the 64 a call may carry):
 #   run: OUT=$OUT bash scripts/gpu_session.sh        timeout_s 600
 #        carry: gpu_carry/device/export.tar.xz, gpu_carry/device/text_cache.safetensors, gpu_carry/wheels
 # Back in $OUT (6 of the 8 files a call returns): latency.tar (latency-cuda.json/.md with the
-# profile, peers-cuda.json/.md, logs) and the training's model-stepN.tar.part0/1, .count,
+# profile, the same without autoguidance, peers-cuda.json/.md at 10 and at their published steps, logs) and the training's model-stepN.tar.part0/1, .count,
 # metrics.jsonl, summary.json; rebuild the model with the bundled vocoder as the header of
 # configs/gpu_continue.toml says.
 #
@@ -31,7 +31,8 @@ LAT=${LAT:-/tmp/audiodiff_latency}
 T0=$(date +%s)
 mkdir -p "$OUT" "$LAT"
 
-OURS_S=${OURS_S:-60} PEERS_S=${PEERS_S:-150} OUT="$LAT" bash scripts/gpu_latency.sh
+OURS_S=${OURS_S:-50} NOAG_S=${NOAG_S:-10} PEERS_S=${PEERS_S:-110} PEERS_DEFAULT_S=${PEERS_DEFAULT_S:-30} \
+    OUT="$LAT" bash scripts/gpu_latency.sh
 tar cf "$OUT/latency.tar.tmp" -C "$LAT" . && mv "$OUT/latency.tar.tmp" "$OUT/latency.tar"
 
 LEFT=$((BUDGET_S - ($(date +%s) - T0) - TAIL_S))

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -69,6 +70,28 @@ def test_latency_profile_section(tmp_path):
     assert "## Where the time goes" in (tmp_path / "latency-cpu.md").read_text()
 
 
+def test_latency_times_the_bundled_defaults():
+    """The timed call is the bundled model's: autoguidance (its pipeline.json default) runs a
+    guide UNet of the same size on the same batches as the model, and the end margin samples
+    frames past the clip that never reach the vocoder."""
+    latency = _load_latency()
+    assert latency.bundled_default("default_autoguidance") == 1.0
+    torch.manual_seed(0)
+    pipe = latency.build_pipeline("random", torch.device("cpu"), "fp32", None, 1.0, 8)
+    guide = pipe.denoiser.guide.net
+    assert guide is not pipe.net and guide.config == pipe.net.config
+    seen = {"net": [], "guide": []}
+    pipe.net.register_forward_hook(lambda m, a, o: seen["net"].append(tuple(a[0].shape)))
+    guide.register_forward_hook(lambda m, a, o: seen["guide"].append(tuple(a[0].shape)))
+    wav = pipe(1, 0.5, 2)
+    frames = math.ceil(0.5 * 22050 / 256) + 8
+    assert seen["net"] and seen["guide"] == seen["net"]
+    assert all(shape[-1] == frames for shape in seen["net"])  # sampled with the margin ...
+    assert wav.shape[-1] == round(0.5 * 22050)  # ... which never reaches the output
+    plain = latency.build_pipeline("random", torch.device("cpu"), "fp32", None, 0.0, 0)
+    assert not hasattr(plain.denoiser, "guide")
+
+
 class _HostCopies(TorchDispatchMode):
     """Records the ops that take a host tensor (not a 0-d scalar) into a meta computation."""
 
@@ -93,7 +116,8 @@ def test_the_whole_call_can_be_captured_as_one_cuda_graph(monkeypatch):
     latency = _load_latency()
     enabled = torch.is_autocast_enabled  # autocast knows no meta device; nothing autocasts here
     monkeypatch.setattr(torch, "is_autocast_enabled", lambda *a: False if a and a[0] == "meta" else enabled(*a))
-    pipe = latency.Pipeline(latency.load_unet("random"), torch.device("meta"), "bf16", (0.1, 50.0))
+    pipe = latency.Pipeline(latency.load_unet("random"), torch.device("meta"), "bf16", (0.1, 50.0),
+                            autoguidance=1.0, end_margin_frames=8)  # the bundled defaults
     with _HostCopies() as copies:
         wav = pipe(2, 1.0, 4)
     assert wav.shape == (2, 1, 22050) and wav.device.type == "meta"

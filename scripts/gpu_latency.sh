@@ -77,4 +77,5 @@ echo "peers.py exit ${PIPESTATUS[0]}" | tee -a "$OUT/gpu_latency.log"
 timeout $((PEERS_DEFAULT_S + OVERRUN_S)) "$PY" benchmarks/peers.py --device "$DEVICE" --variants eager --batches 1 \
     --repeats 3 --max-seconds "$PEERS_DEFAULT_S" --out "$OUT/default-steps" ${PEERS_ARGS:-} 2>&1 | tee "$OUT/peers-default.log"
 echo "peers.py (published steps) exit ${PIPESTATUS[0]}" | tee -a "$OUT/gpu_latency.log"
+"$PY" benchmarks/versus.py "$OUT" >>"$OUT/gpu_latency.log" 2>&1  # the one table: ours against the peers, ratios
 date -u | tee -a "$OUT/gpu_latency.log"

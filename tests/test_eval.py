@@ -242,6 +242,11 @@ def test_evaluate_cli_end_to_end(tmp_path, embedder):
     assert "| real (leave-one-out: ceiling) | 6 |" in out.with_suffix(".md").read_text()
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 6  # real clips cached
     assert main(["evaluate", "--categories", "no_such_category", "--data", str(corpus.parent)]) == 2
+    # a category the corpus lacks: the error says which, where it looked and how to build it
+    from audiodiff.eval.evaluate import run_evaluation
+
+    with pytest.raises(ValueError, match=r"fewer than 2 real clips in .*corpus: rising_sweep\. .*prepare synth"):
+        run_evaluation(model, data_dirs=[corpus.parent], category_names=["low_hum", "rising_sweep"], real_per_category=3)
     # A model with a timing input can be told the real clips' lengths; one without refuses.
     timed = tiny_text_to_audio_pipeline(seed=0, timing_channels=1).save_pretrained(tmp_path / "timed")
     told = args[:1] + ["--model", str(timed)] + args[5:] + ["--sound-lengths", "real"]

@@ -236,7 +236,10 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
     counts = {n: sum(r.category == n for r in real) for n in names}
     empty = [n for n, c in counts.items() if c < 2]
     if empty:
-        raise ValueError(f"categories with fewer than 2 real clips: {', '.join(empty)}")
+        raise ValueError(f"categories with fewer than 2 real clips in {', '.join(map(str, data_dirs))}: "
+                         f"{', '.join(empty)}. The evaluation set is built by `audiodiff prepare all --out "
+                         "data/corpora` plus `audiodiff prepare synth --out data/corpora/synth` (the sweeps, "
+                         "tones and noises), or pass --categories to score a subset")
 
     pipe, weights = pipeline, None
     if pipe is None and (model is not None or _bundled_model_present()):

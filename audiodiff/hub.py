@@ -82,10 +82,19 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path} is not a valid safetensors file: {err}") from None
 
 
+def _register_components() -> None:
+    """Import the modules that register audiodiff's components, so that ``load_component`` works
+    without the caller importing them first (they import this module: hence here, not above)."""
+    from . import models  # noqa: F401  UNetMel, UNetWave
+    from .conditioning import length, text  # noqa: F401
+    from .models import vocoder  # noqa: F401
+
+
 def load_config(folder: str | os.PathLike) -> Config:
     path = Path(folder) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"no {CONFIG_NAME} in {folder}: not an audiodiff component folder")
+    _register_components()
     return Config.load(path)
 
 

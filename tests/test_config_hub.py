@@ -126,3 +126,24 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == FILE_MODE, path
     assert not list(tmp_path.rglob(".*"))  # no temporary file left behind
+
+
+def test_load_component_alone_knows_every_component(tmp_path):
+    """A fresh interpreter that imports only audiodiff.hub loads a UNet, a text conditioner and a
+    sound length head: the registry fills itself (it used to say 'known types: none')."""
+    import subprocess
+    import sys
+
+    from audiodiff.conditioning.length import SoundLengthConfig, SoundLengthHead
+    from audiodiff.conditioning.text import TextConditioner, TextConditionerConfig
+    from audiodiff.models.unet_mel import UNetMel
+    from audiodiff.testing import tiny_unet_mel_config
+
+    save_component(UNetMel(tiny_unet_mel_config()), tmp_path / "unet")
+    save_component(TextConditioner(TextConditionerConfig(encoder="hash", dim=16)), tmp_path / "text")
+    save_component(SoundLengthHead(SoundLengthConfig(dim=16)), tmp_path / "length")
+    code = ("import sys; from audiodiff.hub import load_component; "
+            "print(*[type(load_component(sys.argv[1] + '/' + n)).__name__ for n in ('unet', 'text', 'length')])")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["UNetMel", "TextConditioner", "SoundLengthHead"]

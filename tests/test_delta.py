@@ -142,3 +142,51 @@ def test_attach_guide_script_writes_a_new_folder_with_a_difference_guide(tmp_pat
     assert pipe.autoguidance() == 1.5 and pipe.autoguidance(mode="melody") == 0.0
     with pytest.raises(SystemExit, match="must be a new"):
         main(["--model", str(model), "--guide", str(guide), "--out", str(model)])
+
+
+def test_extrapolate_weights_script_moves_past_the_model_and_drops_a_stale_guide(tmp_path):
+    """scripts/extrapolate_weights.py: W + alpha (W - W_earlier) in a new folder, stored in the
+    model's dtype; a difference guide (made against the old UNet) is left out, and attach_guide
+    gives the new folder one again."""
+    import sys
+    from pathlib import Path
+
+    from audiodiff.delta import is_delta_folder
+    from audiodiff.hub import load_component
+    from audiodiff.pipelines import TextToAudioPipeline
+    from audiodiff.testing import tiny_text_to_audio_pipeline
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from attach_guide import main as attach
+    from extrapolate_weights import main
+
+    model = tiny_text_to_audio_pipeline(seed=0).save_pretrained(tmp_path / "model", dtype=torch.float16)
+    earlier = tiny_text_to_audio_pipeline(seed=1).save_pretrained(tmp_path / "earlier", dtype=torch.float16)
+    guided = attach(["--model", str(model), "--guide", str(earlier), "--out", str(tmp_path / "guided")])
+    out = main(["--model", str(guided), "--earlier", str(earlier), "--alpha", "0.5", "--out", str(tmp_path / "out")])
+    new = load_component(out / "unet", dtype=torch.float32).state_dict()
+    w = load_component(model / "unet", dtype=torch.float32).state_dict()
+    w0 = load_component(earlier / "unet", dtype=torch.float32).state_dict()
+    key = next(k for k, v in w.items() if v.is_floating_point() and v.abs().sum() > 0 and not torch.equal(v, w0[k]))
+    assert torch.allclose(new[key], (w[key] + 0.5 * (w[key] - w0[key])).half().float())
+    from audiodiff.hub import read_weights
+
+    assert {t.dtype for t in read_weights(out / "unet" / "model.safetensors").values()} == {torch.float16}
+    assert not (out / "guide").exists() and is_delta_folder(guided / "guide")
+    assert TextToAudioPipeline.from_pretrained(out).guide is None
+    again = attach(["--model", str(out), "--guide", str(earlier), "--out", str(tmp_path / "again")])
+    assert TextToAudioPipeline.from_pretrained(again).guide is not None
+    # alpha 0 is the model itself; other architectures and folders are refused
+    same = main(["--model", str(model), "--earlier", str(earlier), "--alpha", "0", "--out", str(tmp_path / "same")])
+    assert all(torch.equal(a, b) for a, b in zip(read_weights(same / "unet" / "model.safetensors").values(),
+                                                 read_weights(model / "unet" / "model.safetensors").values()))
+    with pytest.raises(SystemExit, match="must be a new"):
+        main(["--model", str(model), "--earlier", str(earlier), "--alpha", "1", "--out", str(model)])
+    with pytest.raises(SystemExit, match="not a pipeline folder"):
+        main(["--model", str(model / "unet"), "--earlier", str(earlier), "--alpha", "1", "--out", str(tmp_path / "x")])
+    from extrapolate_weights import extrapolate
+
+    with pytest.raises(ValueError, match="same architecture"):
+        extrapolate({"a": torch.ones(2)}, {"b": torch.ones(2)}, 1.0)
+    with pytest.raises(ValueError, match=r"shape \(2,\) against the earlier \(3,\)"):
+        extrapolate({"a": torch.ones(2)}, {"a": torch.ones(3)}, 1.0)

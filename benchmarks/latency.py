@@ -344,8 +344,8 @@ def profile_setting(variant: str, args, device: torch.device) -> dict:
     # The work does not depend on graphs, and a graph's replay is invisible to the counters:
     # count it on the eager pipeline of the same precision.
     eager = variant.split("-")[0]  # bf16-graph / bf16-fullgraph -> bf16
-    eager_pipe = pipe if eager == variant else build_pipeline(args.model, device, eager, interval, args.autoguidance,
-                                                                            args.end_margin_frames)
+    eager_pipe = pipe if eager == variant else build_pipeline(
+        args.model, device, eager, interval, args.autoguidance, args.end_margin_frames)
     work = count_work(lambda: eager_pipe(1, duration, steps))
     peaks = measure_peaks(device, HALF[variant])
     floor = roofline_floor(work, peaks)

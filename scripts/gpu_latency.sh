@@ -15,9 +15,9 @@
 # peers' published step counts) and the logs. Time caps (seconds, overridable): OURS_S, NOAG_S,
 # PEERS_S and PEERS_DEFAULT_S stop adding rows (--max-seconds), and `timeout` kills each benchmark
 # OVERRUN_S after its cap (ours gets 20 s more for its profile: kernels, launch gaps, FLOPs and
-# bytes against the card's measured peaks, in latency-cuda.md). Extra
-# arguments (they come last, so they override the ones below): OURS_ARGS, PEERS_ARGS. A CPU smoke
-# test of this script:
+# bytes against the card's measured peaks, in latency-cuda.md); versus-cuda.json/.md joins them
+# (benchmarks/versus.py). Extra arguments (they come last, so they override the ones below):
+# OURS_ARGS, PEERS_ARGS. A CPU smoke test of this script:
 #   OUT=/tmp/x DEVICE=cpu OURS_ARGS="--batches 1 --durations 1 --steps 2 --repeats 1 --threads 1" \
 #   PEERS_ARGS="--tiny --batches 1 --duration-s 1 --steps 2 --repeats 1 --threads 1" bash scripts/gpu_latency.sh
 set -uo pipefail  # no -e: one failing benchmark must not stop the other

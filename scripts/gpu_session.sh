@@ -8,7 +8,7 @@
 #   python scripts/gpu_prepare.py --mel-bits 6 --out gpu_carry/device   # 6-bit mels + text cache
 #   bash scripts/gpu_latency_prepare.sh                                 # gpu_carry/wheels (diffusers)
 #   bash scripts/gpu_lean.sh hide        # the vocoder's and guide's weights stay here; `restore` right after
-# The call (tree 21.9 + carried 40.6 = 62.5 MiB of the 64 a call may carry):
+# The call (tree 22.1 + carried 40.6 = 62.7 MiB of the 64 a call may carry, measured 2026-12-04):
 #   run: OUT=$OUT bash scripts/gpu_session.sh        timeout_s 600
 #        carry: gpu_carry/device/export.tar.xz, gpu_carry/device/text_cache.safetensors, gpu_carry/wheels
 # Back in $OUT (6 of the 8 files a call returns): latency.tar (latency-cuda.json/.md with the

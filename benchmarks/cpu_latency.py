@@ -17,7 +17,9 @@ Each variant changes one thing against the one before, and the variants are time
   what ``--dtype auto`` (the CLI's default) picks on CPUs with native bf16 (AVX512-BF16, AMX);
 * ``+bf16 -autoguidance`` (a model with a guide network of its own, such as the bundled one):
   ``+bf16`` with autoguidance off, what its extra network call per step costs;
-* ``+bf16 +autoguidance W`` (with ``--guide``): ``+bf16`` autoguided by that guide.
+* ``+bf16 +autoguidance W`` (with ``--guide``): ``+bf16`` autoguided by that guide;
+* ``+bf16 +compile`` (with ``--compile``): ``+bf16`` with the UNet (and guide) under
+  ``torch.compile`` (inductor); its compile time is reported, not timed in the rows.
 
 Also the floor: the FLOPs of sampling and of the vocoder at the defaults (torch's FlopCounterMode)
 against this machine's measured convolution peak in the same dtype; and the cold start:
@@ -71,7 +73,16 @@ def variants(args, own_guide: bool = False) -> dict[str, dict]:
     if getattr(args, "guide", None):  # one more network call per step: what autoguidance costs
         table[f"+bf16 +autoguidance {args.autoguidance:g}"] = {
             "fast_layout": True, "kw": {"autoguidance": args.autoguidance}, "dtype": "bf16"}
-    return {name: {"dtype": "fp32", **variant} for name, variant in table.items()}
+    if getattr(args, "compile", False):
+        table["+bf16 +compile"] = {"fast_layout": True, "kw": {}, "dtype": "bf16", "compile": True}
+    return {name: {"dtype": "fp32", "compile": False, **variant} for name, variant in table.items()}
+
+
+def compile_networks(pipe) -> None:
+    """The pipeline's UNet (and guide network) under torch.compile, in place."""
+    pipe.denoiser.net = torch.compile(pipe.unet)
+    if pipe.guide is not None:
+        pipe.guide = torch.compile(pipe.guide)
 
 
 def set_layout(pipe, fast: bool) -> None:
@@ -161,6 +172,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--fewer-steps", type=int, default=8)
     p.add_argument("--variants", nargs="+", default=None, help="a subset of the variant names")
     p.add_argument("--cold-repeats", type=int, default=3, help="cold starts of the CLI (0 = skip)")
+    p.add_argument("--compile", action="store_true",
+                   help="add a bf16 variant with the networks under torch.compile (minutes of compiling first)")
     p.add_argument("--guide", default=None, metavar="DIR",
                    help="a guide network (UNet or pipeline folder): adds a bf16 variant with autoguidance")
     p.add_argument("--autoguidance", type=float, default=1.0, help="its weight (default 1)")
@@ -180,19 +193,28 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = sorted(set(names) - set(table))
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; known: {list(table)}")
-    dtypes = sorted({table[n]["dtype"] for n in names})
-    pipes = {d: TextToAudioPipeline.from_pretrained(args.model, dtype=d, guide=args.guide) for d in dtypes}
-    records = []
+    kinds = sorted({(table[n]["dtype"], table[n]["compile"]) for n in names})
+    pipes = {k: TextToAudioPipeline.from_pretrained(args.model, dtype=k[0], guide=args.guide) for k in kinds}
+    for (_, compiled), pipe in pipes.items():
+        if compiled:
+            compile_networks(pipe)
+    pipe_of = {n: pipes[table[n]["dtype"], table[n]["compile"]] for n in names}
+    records, compile_s = [], {}
     with torch.inference_mode():
         for duration in args.durations:
             times: dict[str, list[dict]] = {n: [] for n in names}
-            for n in names:  # warm-up (first-call allocations, oneDNN primitive caches)
-                pipe = pipes[table[n]["dtype"]]
+            for n in names:  # warm-up (first-call allocations, oneDNN primitive caches, compiling)
+                pipe = pipe_of[n]
                 set_layout(pipe, table[n]["fast_layout"])
+                t0 = time.perf_counter()
                 run_once(pipe, duration, table[n]["kw"])
+                if table[n]["compile"]:
+                    compile_s[f"{n} {duration:g} s"] = time.perf_counter() - t0
+                    print(f"{duration:4.0f} s  {n:>14}: first call (compiling) {compile_s[f'{n} {duration:g} s']:.1f} s",
+                          flush=True)
             for _ in range(args.repeats):
                 for n in names:
-                    pipe = pipes[table[n]["dtype"]]
+                    pipe = pipe_of[n]
                     set_layout(pipe, table[n]["fast_layout"])
                     times[n].append(run_once(pipe, duration, table[n]["kw"]))
             for n in names:
@@ -209,7 +231,7 @@ def main(argv: list[str] | None = None) -> dict:
                       f"(sampling {rec['median_sampling_s']:.2f}, vocoder {rec['median_vocoder_s']:.2f})", flush=True)
     for pipe in pipes.values():
         set_layout(pipe, True)
-    floor = flop_floor(pipes, records, args.durations[0])
+    floor = flop_floor({d: pipe for (d, compiled), pipe in pipes.items() if not compiled}, records, args.durations[0])
     cold = cold_start(args.model, args.cold_repeats) if args.cold_repeats else None
 
     base = {r["duration_s"]: r["median_total_s"] for r in records if r["variant"] == names[0]}
@@ -243,8 +265,11 @@ def main(argv: list[str] | None = None) -> dict:
         md += (f"\nCold start, `audiodiff generate {PROMPT!r} -o out.wav` in a fresh process (5 s of audio, "
                f"defaults, `--dtype auto` = {auto_dtype}): median {cold['median_wall_s']:.1f} s wall over {len(cold['runs'])} runs "
                f"({walls}), peak RSS {cold['peak_rss_mb']:.0f} MB.\n")
+    if compile_s:
+        md += ("\nFirst call of the compiled variant, compiling included (not in the rows): "
+               + ", ".join(f"{k}: {v:.1f} s" for k, v in compile_s.items()) + ".\n")
     payload = {"machine": info, "threads": args.threads, "model": args.model, "records": records, "flop_floor": floor,
-               "cold_start": cold}
+               "cold_start": cold, "compile_first_call_s": compile_s}
     json_path, md_path = write_results("cpu-latency", payload, md, args.out)
     print(md)
     print(f"wrote {json_path} and {md_path}")

@@ -85,9 +85,7 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 def _register_components() -> None:
     """Import the modules that register audiodiff's components, so that ``load_component`` works
     without the caller importing them first (they import this module: hence here, not above)."""
-    from . import models  # noqa: F401  UNetMel, UNetWave
-    from .conditioning import length, text  # noqa: F401
-    from .models import vocoder  # noqa: F401
+    from . import conditioning, models  # noqa: F401  text, sound length; UNets, vocoders
 
 
 def load_config(folder: str | os.PathLike) -> Config:

@@ -90,8 +90,6 @@ def compare(results: Path) -> tuple[dict, str]:
         "x_real_time_goal": GOAL_X_REAL_TIME,
         "x_real_time_goal_met": bool(batched and batched["x_real_time"] >= GOAL_X_REAL_TIME),
     }
-    for r in (ref_noag.values() if ref_noag else []):
-        goals.setdefault("no_autoguidance", {})[r["batch"]] = {"median_s": r["median_s"], "x_real_time": r["x_real_time"]}
     machine = ours["machine"]
     md = (f"# audiodiff against the peers, one GPU session\n\n{machine_line(machine)}; "
           f"ours: {ours.get('model')} weights, dpmpp_2m, guidance interval {ours.get('guidance_interval')}, "

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from audiodiff.delta import is_delta_folder
-    from audiodiff.hub import load_component, save_component
+    from audiodiff.hub import CONFIG_NAME, WEIGHTS_NAME, load_config, read_weights, write_weights
     from audiodiff.pipelines.text_to_audio import GUIDE_FOLDER
 
     model, out = Path(args.model), Path(args.out)
@@ -67,15 +67,17 @@ def main(argv: list[str] | None = None) -> Path:
         raise SystemExit(f"--model {model} is not a pipeline folder (no pipeline.json)")
     earlier = Path(args.earlier)
     earlier = earlier / "unet" if (earlier / "pipeline.json").is_file() else earlier
-    stored = load_component(model / "unet", dtype=torch.float32)
-    unet_state = extrapolate(stored.state_dict(), load_component(earlier, dtype=torch.float32).state_dict(), args.alpha)
-    stored.load_state_dict(unet_state)
+    config = load_config(model / "unet")
+    # the stored tensors (the bundled model's are fp16), extrapolated in float32 and stored back as they were
+    state = extrapolate(read_weights(model / "unet" / WEIGHTS_NAME), read_weights(earlier / WEIGHTS_NAME), args.alpha)
 
     drop_guide = is_delta_folder(model / GUIDE_FOLDER)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(model, tmp, ignore=shutil.ignore_patterns("unet", *([GUIDE_FOLDER] if drop_guide else [])))
-    save_component(stored, tmp / "unet", dtype=_stored_dtype(model / "unet"))
+    (tmp / "unet").mkdir()
+    write_weights(state, tmp / "unet" / WEIGHTS_NAME, type(config).__name__)
+    config.save(tmp / "unet" / CONFIG_NAME)
     if out.exists():
         out.rmdir()
     os.replace(tmp, out)
@@ -83,14 +85,6 @@ def main(argv: list[str] | None = None) -> Path:
           + ("; its guide/ was a difference to the old UNet and is left out: "
              "re-attach it with scripts/attach_guide.py" if drop_guide else ""))
     return out
-
-
-def _stored_dtype(folder: Path) -> torch.dtype:
-    """The dtype the folder's weights are stored in (the bundled model: float16)."""
-    from audiodiff.hub import read_weights
-
-    floats = [t.dtype for t in read_weights(folder / "model.safetensors").values() if t.is_floating_point()]
-    return floats[0] if floats else torch.float32
 
 
 if __name__ == "__main__":

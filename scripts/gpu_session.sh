@@ -12,8 +12,9 @@
 #   run: OUT=$OUT bash scripts/gpu_session.sh        timeout_s 600
 #        carry: gpu_carry/device/export.tar.xz, gpu_carry/device/text_cache.safetensors, gpu_carry/wheels
 # Back in $OUT (6 of the 8 files a call returns): latency.tar (latency-cuda.json/.md with the
-# profile, the same without autoguidance, peers-cuda.json/.md at 10 and at their published steps, logs) and the training's model-stepN.tar.part0/1, .count,
-# metrics.jsonl, summary.json; rebuild the model with the bundled vocoder as the header of
+# profile, the same without autoguidance, peers-cuda.json/.md at 10 and at their published steps,
+# versus-cuda.json/.md, logs) and the training's model-stepN.tar.part0/1, .count, metrics.jsonl,
+# summary.json; rebuild the model with the bundled vocoder as the header of
 # configs/gpu_continue.toml says.
 #
 # BUDGET_S (default 560) bounds the whole script; the training gets what the latency part left,

@@ -184,8 +184,8 @@ def test_bundled_default_model_loads_offline_and_stays_small():
     beep, rain = pipe.predict_sound_s(["a single short beep", "heavy rain falling on a roof"], 5.0)
     assert 0.1 <= beep <= 2.0 and rain == 5.0, (beep, rain)
     assert pipe("a single short beep", duration_s=2.0, num_steps=1, seed=0).settings["sound_s_from"] == "prompt"
-    # v0.10 has a guide network (v0.5 of its UNet, a 6-bit difference) and autoguides by
-    # default, except in the melody mode (where the guide pulled the tune away)
+    # Since v0.10 the bundled model has a guide network (v0.5 of its UNet, a 6-bit difference)
+    # and autoguides by default, except in the melody mode (where the guide pulled the tune away)
     from audiodiff.delta import is_delta_folder
 
     assert is_delta_folder(DEFAULT_MODEL_DIR / "guide") and pipe.autoguidance() == 1.0

@@ -173,8 +173,8 @@ def test_text_cache_feeds_a_pooled_only_model_without_the_encoder(export, tmp_pa
     summary = json.loads((out / "summary.json").read_text())
     events = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
     horizon = [e for e in events if e.get("event") == "lr_horizon"]
-    if summary["step"] >= 120:  # the rate is measured over steps 20..120
-        assert len(horizon) == 1 and 120 < horizon[0]["horizon"] <= 1.2 * summary["step"] + 50
+    if summary["step"] >= 120:  # the rate is first measured over steps 20..120 (a slow machine may stop short)
+        assert horizon and 120 < horizon[-1]["horizon"] <= 1.2 * summary["step"] + 50
     sys.path.insert(0, str(ROOT / "scripts"))
     from gpu_train import unpublish
 

@@ -22,7 +22,7 @@ from audiodiff.training.distributed import DistEnv
 from audiodiff.training.ema import EMA, ema_decay
 from audiodiff.training.tasks import build_task
 from audiodiff.training.testing import make_captioned_folder, tiny_train_config
-from audiodiff.training.trainer import lr_at
+from audiodiff.training.trainer import BudgetHorizon, LRSchedule, lr_at
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.*"))
 
@@ -197,6 +197,51 @@ def test_lr_schedule():
     assert all(a >= b for a, b in zip(lrs[3:], lrs[4:])) and lrs[-1] == pytest.approx(0.1, abs=0.02)
     assert lr_at(50, 1.0, 4, 20, "cosine", 0.1) == pytest.approx(0.1)
     assert lr_at(10, 2.0, 0, 20, "constant", 0.1) == 2.0
+
+
+def test_lr_schedule_with_a_moving_end_stays_continuous_and_never_rises():
+    fixed = LRSchedule(1.0, 4, 20, "cosine", 0.1)
+    assert [fixed(s) for s in range(30)] == [lr_at(s, 1.0, 4, 20, "cosine", 0.1) for s in range(30)]
+    moving = LRSchedule(1.0, 4, 20, "cosine", 0.1)
+    lrs = [moving(s) for s in range(10)]
+    moving.set_horizon(10, 60)  # the budget turns out to hold three times the steps
+    lrs += [moving(s) for s in range(10, 40)]
+    moving.set_horizon(40, 50)  # ... then fewer
+    lrs += [moving(s) for s in range(40, 60)]
+    steps = [b - a for a, b in zip(lrs[3:], lrs[4:])]
+    assert all(d <= 1e-12 for d in steps)  # never rises after the warm-up
+    assert max(-d for d in steps) < 0.1  # no jump: the fixed schedule's largest step is 0.12
+    assert lrs[9] == pytest.approx(lr_at(9, 1.0, 4, 20, "cosine", 0.1))  # the same until moved
+    assert lrs[20] > lr_at(20, 1.0, 4, 20, "cosine", 0.1) + 0.3  # decays more slowly after
+    assert lrs[50] == pytest.approx(0.1) and lrs[49] > 0.1  # reaches the floor at the new end
+    # moved during the warm-up: the decay starts from its top at the end of the warm-up
+    early = LRSchedule(1.0, 4, 20, "cosine", 0.1)
+    early.set_horizon(2, 40)
+    assert [early(s) for s in range(45)] == [lr_at(s, 1.0, 4, 40, "cosine", 0.1) for s in range(45)]
+
+
+def test_budget_horizon_recovers_from_a_slow_start():
+    """Steps take 2 s while another job shares the machine (the first 300 steps), then 1 s: the
+    first measurement plans for the slow rate; re-measured, the plan ends near the real last step."""
+    budget_s = 3000.0
+    horizon = BudgetHorizon(budget_s, max_steps=100000, start_step=0)
+    elapsed, step, plans = 0.0, 0, []
+    while elapsed < budget_s:
+        step += 1
+        elapsed += 2.0 if step <= 300 else 1.0
+        measured = horizon.update(step, elapsed)
+        if measured:
+            plans.append((step, *measured))
+    first_step, first_plan, first_rate = plans[0]
+    assert first_step == 120 and first_rate == pytest.approx(0.5)
+    assert first_plan < 0.6 * step  # one measurement would end the decay at ~1,500 of 2,700 steps
+    assert abs(plans[-1][1] - step) < 0.06 * step and plans[-1][2] == pytest.approx(1.0)
+    assert all(p[0] % 100 == 20 for p in plans)  # every 100 steps after the first
+    capped = BudgetHorizon(budget_s, max_steps=500, start_step=0)
+    assert [capped.update(s, 0.1 * s) for s in range(1, 121)][-1] == (500, pytest.approx(10.0))
+    resumed = BudgetHorizon(budget_s, max_steps=100000, start_step=1000)
+    assert all(resumed.update(s, s - 1000.0) is None for s in range(1001, 1120))
+    assert resumed.update(1120, 120.0)[0] == 1120 + int(0.95 * (budget_s - 120))
 
 
 def test_optimizer_state_round_trip():

@@ -94,8 +94,9 @@ class OptimConfig(Config):
     decay: str = "cosine"
     min_lr_ratio: float = 0.1
     # Length of the decay: "steps" (the run's `steps`) or "time": for time-budgeted runs
-    # (max_minutes), the trainer measures its step rate over the first steps and ends the decay
-    # when the budget ends (at most `steps`), so a short GPU run finishes at a low LR.
+    # (max_minutes), the trainer measures its step rate (over the last ~500 steps, again every 100
+    # steps) and ends the decay when the budget ends (at most `steps`), so a short GPU run finishes
+    # at a low LR and a slow spell early on does not end the decay early.
     horizon: str = "steps"
     # Clip the global gradient norm to this; 0 = no clipping (the norm is still logged).
     grad_clip: float = 1.0

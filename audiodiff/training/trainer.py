@@ -68,12 +68,81 @@ class TrainResult:
 def lr_at(step: int, base_lr: float, warmup_steps: int, total_steps: int, decay: str,
           min_lr_ratio: float) -> float:
     """LR of optimizer step ``step`` (0-based): linear warm-up from 0, then cosine or constant."""
-    if warmup_steps > 0 and step < warmup_steps:
-        return base_lr * (step + 1) / warmup_steps
-    if decay == "constant" or total_steps <= warmup_steps:
-        return base_lr
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return base_lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return LRSchedule(base_lr, warmup_steps, total_steps, decay, min_lr_ratio)(step)
+
+
+class LRSchedule:
+    """Linear warm-up from 0, then a cosine decay to ``min_lr_ratio * base_lr`` at ``total_steps``
+    (or a constant LR), whose end may move while the run goes (:meth:`set_horizon`).
+
+    A moved end re-plans the rest of the decay from where it stands: the cosine's progress keeps its
+    value at that step and then runs linearly to 1 at the new end, so the LR never jumps and never
+    rises. With a fixed end this is the plain schedule (:func:`lr_at`).
+    """
+
+    def __init__(self, base_lr: float, warmup_steps: int, total_steps: int, decay: str, min_lr_ratio: float):
+        self.base_lr, self.warmup_steps, self.decay, self.min_lr_ratio = base_lr, warmup_steps, decay, min_lr_ratio
+        self.total_steps = total_steps
+        self._anchor = (warmup_steps, 0.0)  # (step, cosine progress there)
+
+    def progress(self, step: int) -> float:
+        """How far along the cosine step ``step`` is, 0 at the end of the warm-up, 1 at the end."""
+        anchor_step, anchor_progress = self._anchor
+        if step <= anchor_step:
+            return anchor_progress
+        return min(1.0, anchor_progress + (1 - anchor_progress) * (step - anchor_step)
+                   / max(1, self.total_steps - anchor_step))
+
+    def set_horizon(self, step: int, total_steps: int) -> None:
+        """End the decay at ``total_steps`` instead, continuing from step ``step``."""
+        if step > self.warmup_steps and self.total_steps > self.warmup_steps:
+            self._anchor = (step, self.progress(step))
+        self.total_steps = total_steps
+
+    def __call__(self, step: int) -> float:
+        if self.warmup_steps > 0 and step < self.warmup_steps:
+            return self.base_lr * (step + 1) / self.warmup_steps
+        if self.decay == "constant" or self.total_steps <= self.warmup_steps:
+            return self.base_lr
+        cosine = 0.5 * (1 + math.cos(math.pi * self.progress(step)))
+        return self.base_lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * cosine)
+
+
+class BudgetHorizon:
+    """How many steps a time budget holds, for ``optim.horizon = "time"``.
+
+    The step rate is measured over a trailing window of ``window_steps`` steps (from step
+    ``start_step + skip_steps``, past start-up costs) and re-measured every ``every`` steps, so a
+    slow spell (another job on the machine, a cold cache) does not fix the decay's end for the
+    whole run: measured once over steps 20-120 while another process shared the 2 cores, a 100-minute
+    CPU run planned 1,966 steps where it made ~4,400 and spent half its budget at the lowest LR.
+    Validation and checkpoints fall inside the windows; 5% of the time left stays in reserve for the
+    last export.
+    """
+
+    def __init__(self, budget_s: float, max_steps: int, start_step: int, *, skip_steps: int = 20,
+                 first_steps: int = 100, every: int = 100, window_steps: int = 500):
+        self.budget_s, self.max_steps = budget_s, max_steps
+        self.first = start_step + skip_steps + first_steps
+        self.every, self.window_steps = every, window_steps
+        self.start_measuring = start_step + skip_steps
+        self._marks: list[tuple[int, float]] = []  # (step, elapsed s), one per `every` steps
+
+    def update(self, step: int, elapsed_s: float) -> tuple[int, float] | None:
+        """After step ``step``, ``elapsed_s`` into the budget: ``(horizon, steps_per_s)`` when it is
+        time to re-measure, else None."""
+        if step == self.start_measuring or not self._marks:
+            self._marks = [(step, elapsed_s)]
+            return None
+        if step < self.first or (step - self.first) % self.every:
+            return None
+        while len(self._marks) > 1 and step - self._marks[1][0] >= self.window_steps:
+            self._marks.pop(0)  # the window still spans window_steps without it
+        first_step, first_s = self._marks[0]
+        self._marks.append((step, elapsed_s))
+        rate = (step - first_step) / max(elapsed_s - first_s, 1e-9)
+        left = max(0.0, self.budget_s - elapsed_s)
+        return min(self.max_steps, step + int(0.95 * rate * left)), rate
 
 
 def resolve_config(config: TrainConfig) -> TrainConfig:
@@ -350,16 +419,16 @@ class Trainer:
         batches = iter(self._loader()) if self.step < end else None
         bar = self.log.progress(total=c.steps, initial=self.step)
         window_samples, window_time = 0, 0.0
-        horizon = c.steps  # the LR decay's last step; "time" horizons re-set it once measured
-        calibrate = c.optim.horizon == "time" and c.max_minutes > 0
-        calib_from, calib_to, calib_t0 = self.step + 20, self.step + 120, 0.0
+        schedule = LRSchedule(c.optim.lr, c.optim.warmup_steps, c.steps, c.optim.decay, c.optim.min_lr_ratio)
+        budget = (BudgetHorizon(c.max_minutes * 60, c.steps, self.step)
+                  if c.optim.horizon == "time" and c.max_minutes > 0 else None)
+        logged_horizon = 0
         save_on_exit = True  # clean stops and Ctrl-C keep their work; a divergence or a bug does not
         try:
             with stop.installed():
                 while self.step < end:
                     t0 = time.perf_counter()
-                    lr = lr_at(self.step, c.optim.lr, c.optim.warmup_steps, horizon, c.optim.decay,
-                               c.optim.min_lr_ratio) * self.lr_scale
+                    lr = schedule(self.step) * self.lr_scale
                     self.task.begin_step(self.step)
                     ok, metrics = self._train_step(batches, lr)
                     now = time.monotonic()
@@ -372,16 +441,15 @@ class Trainer:
                         self._skip_nan_step(metrics)
                         continue
                     self.step += 1
-                    if calibrate and self.step == calib_from:
-                        calib_t0 = now
-                    elif calibrate and self.step == calib_to:
-                        rate = (calib_to - calib_from) / max(now - calib_t0, 1e-9)
-                        left = c.max_minutes * 60 - (now - start_time)
-                        # 5% margin for checkpoints, exports and validation inside the budget
-                        horizon = min(c.steps, self.step + int(0.95 * rate * left))
+                    measured = budget.update(self.step, now - start_time) if budget else None
+                    if measured:
+                        horizon, rate = measured
                         if self.env.distributed:  # every rank must follow the same LR
                             horizon = int(distributed.mean_over_ranks(self.env, torch.tensor([float(horizon)]))[0])
-                        self.log.event("lr_horizon", step=self.step, steps_per_s=round(rate, 3), horizon=horizon)
+                        schedule.set_horizon(self.step, horizon)
+                        if not logged_horizon or abs(horizon - logged_horizon) > 0.02 * logged_horizon:
+                            self.log.event("lr_horizon", step=self.step, steps_per_s=round(rate, 3), horizon=horizon)
+                            logged_horizon = horizon
                     self.ema.update(self.step)
                     self.consecutive_nan = 0
                     window_samples += c.batch_size

@@ -62,6 +62,35 @@ def test_two_plus_resume_plus_two_equals_four(folder, tmp_path):
         assert_same(weights(tmp_path / "full"), weights(tmp_path / "split"))
 
 
+def test_a_time_budgeted_run_resumes_its_lr_decay_where_it_stopped(folder, tmp_path, monkeypatch):
+    # The budget's rate is measured from the clock; a stand-in plans 20 steps at step start + 4,
+    # so both runs see the same plan. Resumed at step 10 without the schedule's state, the LR
+    # jumped back to the top (the decay planned over `steps` until the first measurement).
+    class FixedPlan:
+        def __init__(self, budget_s, max_steps, start_step):
+            self.at = start_step + 4
+
+        def update(self, step, elapsed_s):
+            return (20, 1.0) if step == self.at else None
+
+    monkeypatch.setattr(trainer_module, "BudgetHorizon", FixedPlan)
+    common = ["steps=1000", "max_minutes=60", 'optim.horizon="time"', "optim.warmup_steps=2",
+              "optim.lr=1e-3", "log_every=1", "valid_every=1000", "checkpoint_every=1000"]
+
+    def lrs(run_dir):
+        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return {r["step"]: r["train/lr"] for r in records if "train/lr" in r}
+
+    run(tmp_path / "full", folder, *common, "stop_at_step=16")
+    run(tmp_path / "split", folder, *common, "stop_at_step=10")
+    run(tmp_path / "split", folder, *common, "stop_at_step=16")
+    full, split = lrs(tmp_path / "full"), lrs(tmp_path / "split")
+    assert sorted(full) == sorted(split) == list(range(1, 17))
+    assert [split[s] for s in full] == pytest.approx([full[s] for s in full], rel=1e-12)
+    assert full[11] < 0.8e-3 and full[16] < full[11]  # the resumed steps are deep in the decay
+    assert_same(weights(tmp_path / "full"), weights(tmp_path / "split"))
+
+
 def test_gradient_accumulation_matches_one_big_batch(folder, tmp_path):
     run(tmp_path / "one", folder, "steps=3", "batch_size=4")
     run(tmp_path / "acc", folder, "steps=3", "batch_size=4", "grad_accum=2")

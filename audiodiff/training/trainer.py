@@ -99,6 +99,14 @@ class LRSchedule:
             self._anchor = (step, self.progress(step))
         self.total_steps = total_steps
 
+    def state_dict(self) -> dict:
+        return {"total_steps": self.total_steps, "anchor_step": self._anchor[0],
+                "anchor_progress": self._anchor[1]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.total_steps = int(state["total_steps"])
+        self._anchor = (int(state["anchor_step"]), float(state["anchor_progress"]))
+
     def __call__(self, step: int) -> float:
         if self.warmup_steps > 0 and step < self.warmup_steps:
             return self.base_lr * (step + 1) / self.warmup_steps
@@ -215,6 +223,8 @@ class Trainer:
         self.ema = EMA(self.task.ema_modules, o.ema_decay, o.ema_power)
         self.step = 0
         self.samples_seen = 0
+        self.schedule: LRSchedule | None = None  # the running LR schedule; checkpoints keep its state
+        self.lr_schedule_state: dict | None = None  # the resumed checkpoint's
         self.lr_scale = 1.0
         self.nan_steps = 0
         self.consecutive_nan = 0
@@ -276,6 +286,7 @@ class Trainer:
             except (ValueError, KeyError) as err:
                 raise CheckpointError(f"{path}: optimizer state does not fit the model: {err}") from None
         self.step = int(state["step"])
+        self.lr_schedule_state = state.get("lr_schedule")  # absent in checkpoints before 2026-12-04
         self.samples_seen = int(state["samples_seen"])
         self.lr_scale = float(state["lr_scale"])
         self.nan_steps = int(state["nan_steps"])
@@ -293,6 +304,7 @@ class Trainer:
                 opt_tensors.update({f"{name}.{k}": v for k, v in tensors.items()})
             model = {f"{name}.{k}": v for name, m in self.task.modules.items() for k, v in m.state_dict().items()}
             state = dict(samples_seen=self.samples_seen, lr_scale=self.lr_scale, nan_steps=self.nan_steps,
+                         lr_schedule=self.schedule.state_dict() if self.schedule else None,
                          consecutive_nan=self.consecutive_nan, optimizers=opt_meta, rng=rng_meta,
                          task=self.config.task.to_dict(), config=self.config.to_dict(),
                          world_size=self.env.world_size, saved_at=time.time())
@@ -419,7 +431,12 @@ class Trainer:
         batches = iter(self._loader()) if self.step < end else None
         bar = self.log.progress(total=c.steps, initial=self.step)
         window_samples, window_time = 0, 0.0
-        schedule = LRSchedule(c.optim.lr, c.optim.warmup_steps, c.steps, c.optim.decay, c.optim.min_lr_ratio)
+        self.schedule = schedule = LRSchedule(c.optim.lr, c.optim.warmup_steps, c.steps, c.optim.decay,
+                                              c.optim.min_lr_ratio)
+        if c.optim.horizon == "time" and self.lr_schedule_state:
+            # a resumed time-budgeted run continues its decay from where it stopped and fits the
+            # rest to the new budget (a "steps" horizon depends on the step alone)
+            schedule.load_state_dict(self.lr_schedule_state)
         budget = (BudgetHorizon(c.max_minutes * 60, c.steps, self.step)
                   if c.optim.horizon == "time" and c.max_minutes > 0 else None)
         logged_horizon = 0

@@ -123,7 +123,7 @@ class BudgetHorizon:
     ``start_step + skip_steps``, past start-up costs) and re-measured every ``every`` steps, so a
     slow spell (another job on the machine, a cold cache) does not fix the decay's end for the
     whole run: measured once over steps 20-120 while another process shared the 2 cores, a 100-minute
-    CPU run planned 1,966 steps where it made ~4,400 and spent half its budget at the lowest LR.
+    CPU run planned 1,966 steps where it made 4,255, and spent the rest at the lowest LR.
     Validation and checkpoints fall inside the windows; 5% of the time left stays in reserve for the
     last export.
     """

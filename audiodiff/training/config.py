@@ -98,7 +98,7 @@ class OptimConfig(Config):
     # steps) and ends the decay when the budget ends (at most `steps`), so a short GPU run finishes
     # at a low LR and a slow spell early on does not end the decay early. A resumed run continues
     # its decay from where it stopped and fits the rest to its new max_minutes (one that had
-    # finished stays at the floor: to train on from a higher LR, start a new run with init_from).
+    # finished stays near the floor: to train on from a higher LR, start a new run with init_from).
     horizon: str = "steps"
     # Clip the global gradient norm to this; 0 = no clipping (the norm is still logged).
     grad_clip: float = 1.0

@@ -9,6 +9,8 @@ the melody mode, where it lowered the frame accuracy):
         --guide /tmp/v05/audiodiff/assets/default --bits 6 --weight 1 --melody-weight 0 --out /tmp/bundle
     # then compare /tmp/bundle with audiodiff/assets/default and copy guide/ + pipeline.json over
 
+scripts/bundle_candidate.sh does this for a training run's export (v0.11 onwards).
+
 The output is written into ``--out`` (a new folder), never over ``--model``.
 """
 

@@ -139,7 +139,7 @@ class BudgetHorizon:
     def update(self, step: int, elapsed_s: float) -> tuple[int, float] | None:
         """After step ``step``, ``elapsed_s`` into the budget: ``(horizon, steps_per_s)`` when it is
         time to re-measure, else None."""
-        if step == self.start_measuring or not self._marks:
+        if step == self.start_measuring:
             self._marks = [(step, elapsed_s)]
             return None
         if step < self.first or (step - self.first) % self.every:
@@ -223,8 +223,7 @@ class Trainer:
         self.ema = EMA(self.task.ema_modules, o.ema_decay, o.ema_power)
         self.step = 0
         self.samples_seen = 0
-        self.schedule: LRSchedule | None = None  # the running LR schedule; checkpoints keep its state
-        self.lr_schedule_state: dict | None = None  # the resumed checkpoint's
+        self.schedule = LRSchedule(o.lr, o.warmup_steps, config.steps, o.decay, o.min_lr_ratio)
         self.lr_scale = 1.0
         self.nan_steps = 0
         self.consecutive_nan = 0
@@ -286,7 +285,10 @@ class Trainer:
             except (ValueError, KeyError) as err:
                 raise CheckpointError(f"{path}: optimizer state does not fit the model: {err}") from None
         self.step = int(state["step"])
-        self.lr_schedule_state = state.get("lr_schedule")  # absent in checkpoints before 2026-12-04
+        if self.config.optim.horizon == "time" and state.get("lr_schedule"):  # absent before 2026-12-04
+            # a resumed time-budgeted run continues its decay from where it stopped and fits the
+            # rest to the new budget (a "steps" horizon depends on the step alone)
+            self.schedule.load_state_dict(state["lr_schedule"])
         self.samples_seen = int(state["samples_seen"])
         self.lr_scale = float(state["lr_scale"])
         self.nan_steps = int(state["nan_steps"])
@@ -304,7 +306,7 @@ class Trainer:
                 opt_tensors.update({f"{name}.{k}": v for k, v in tensors.items()})
             model = {f"{name}.{k}": v for name, m in self.task.modules.items() for k, v in m.state_dict().items()}
             state = dict(samples_seen=self.samples_seen, lr_scale=self.lr_scale, nan_steps=self.nan_steps,
-                         lr_schedule=self.schedule.state_dict() if self.schedule else None,
+                         lr_schedule=self.schedule.state_dict(),
                          consecutive_nan=self.consecutive_nan, optimizers=opt_meta, rng=rng_meta,
                          task=self.config.task.to_dict(), config=self.config.to_dict(),
                          world_size=self.env.world_size, saved_at=time.time())
@@ -431,12 +433,6 @@ class Trainer:
         batches = iter(self._loader()) if self.step < end else None
         bar = self.log.progress(total=c.steps, initial=self.step)
         window_samples, window_time = 0, 0.0
-        self.schedule = schedule = LRSchedule(c.optim.lr, c.optim.warmup_steps, c.steps, c.optim.decay,
-                                              c.optim.min_lr_ratio)
-        if c.optim.horizon == "time" and self.lr_schedule_state:
-            # a resumed time-budgeted run continues its decay from where it stopped and fits the
-            # rest to the new budget (a "steps" horizon depends on the step alone)
-            schedule.load_state_dict(self.lr_schedule_state)
         budget = (BudgetHorizon(c.max_minutes * 60, c.steps, self.step)
                   if c.optim.horizon == "time" and c.max_minutes > 0 else None)
         logged_horizon = 0
@@ -445,7 +441,7 @@ class Trainer:
             with stop.installed():
                 while self.step < end:
                     t0 = time.perf_counter()
-                    lr = schedule(self.step) * self.lr_scale
+                    lr = self.schedule(self.step) * self.lr_scale
                     self.task.begin_step(self.step)
                     ok, metrics = self._train_step(batches, lr)
                     now = time.monotonic()
@@ -463,7 +459,7 @@ class Trainer:
                         horizon, rate = measured
                         if self.env.distributed:  # every rank must follow the same LR
                             horizon = int(distributed.mean_over_ranks(self.env, torch.tensor([float(horizon)]))[0])
-                        schedule.set_horizon(self.step, horizon)
+                        self.schedule.set_horizon(self.step, horizon)
                         if not logged_horizon or abs(horizon - logged_horizon) > 0.02 * logged_horizon:
                             self.log.event("lr_horizon", step=self.step, steps_per_s=round(rate, 3), horizon=horizon)
                             logged_horizon = horizon

@@ -13,6 +13,7 @@ import torch
 
 from audiodiff.eval.metrics import (
     class_scores, frechet_distance, frechet_distance_from_stats, gaussian_stats, label_accuracy, top_k_accuracy,
+    true_class_ranks,
 )
 from audiodiff.eval.taxonomy import CATEGORIES, label_caption
 
@@ -99,6 +100,89 @@ def test_top_k_and_missing_classes():
     # A class with no reference clip can never be predicted.
     s = class_scores(np.ones((1, 4)), np.eye(4)[:2], [0, 0], n_classes=2)
     assert s[0, 1] == -np.inf
+
+
+def test_true_class_ranks_agree_with_top_k_including_ties():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 4, (200, 9)).astype(float)  # many ties
+    scores[:5, 3] = -np.inf  # a class without references
+    labels = rng.integers(0, 9, 200)
+    ranks = true_class_ranks(scores, labels)
+    assert ranks.min() >= 1 and ranks.max() <= 9
+    for k in range(1, 10):
+        assert np.mean(ranks <= k) == top_k_accuracy(scores, labels, k)
+
+
+# ---------------------------------------------------------------- paired comparison of reports
+def _report(ranks, seed=0, fd=100.0, model="m", **settings):
+    cats = ["dog", "rain", "bell", "wind"]
+    clips = [{"category": cats[i % 4], "prompt": f"prompt {i % 4}", "rank": r, "predicted": "x"}
+             for i, r in enumerate(ranks)]
+    return {"_path": f"{model}{seed}.json", "embedder": "e", "taxonomy_version": 1, "real": {"clips": 64},
+            "settings": {"model": model, "seed": seed, "clips_per_category": len(ranks) // 4, "real_per_category": 16,
+                         "duration_s": 4.0, "k_neighbours": 3, "data": ["data/corpora"]} | settings,
+            "generated": {"model": {"per_clip": clips, "fd": fd}}}
+
+
+def test_mcnemar_exact_matches_scipy_binomial_test():
+    stats = pytest.importorskip("scipy.stats")
+    from audiodiff.eval.compare import mcnemar_exact
+
+    for b, c in [(0, 0), (0, 1), (3, 3), (2, 9), (9, 2), (0, 12), (15, 30), (47, 60), (1, 100)]:
+        expected = 1.0 if b + c == 0 else stats.binomtest(b, b + c, 0.5).pvalue
+        assert mcnemar_exact(b, c) == pytest.approx(expected, rel=1e-9, abs=1e-15), (b, c)
+    with pytest.raises(ValueError, match=">= 0"):
+        mcnemar_exact(-1, 2)
+
+
+def test_compare_reports_pairs_clips_and_judges():
+    from audiodiff.eval.compare import compare_reports, markdown_comparison
+
+    n = 40
+    base = [_report([1] * 4 + [3] * (n - 4), seed=s, fd=f, model="old") for s, f in ((0, 170.0), (1, 178.0))]
+    # The new model gets 12 more clips right per seed and loses 1 the old one had.
+    better = [2] + [1] * 3 + [1] * 12 + [3] * (n - 16)
+    new = [_report(better, seed=s, fd=f, model="new") for s, f in ((0, 150.0), (1, 155.0))]
+    cmp = compare_reports(base, new)
+    assert cmp["clips"] == 2 * n and cmp["pairs"] == 2
+    t1 = cmp["top1"]
+    assert (t1["base"], t1["new"], t1["base_only"], t1["new_only"]) == (8, 30, 2, 24)
+    assert t1["p_value"] < 1e-4 and t1["verdict"].startswith("new better")
+    assert cmp["top5"]["base_only"] == cmp["top5"]["new_only"] == 0 and cmp["top5"]["p_value"] == 1.0
+    assert cmp["fd"]["seed_spread"] == 8.0 and cmp["fd"]["verdict"].startswith("new lower on every pair by 21.5")
+    assert cmp["per_category_top1"]["dog"] == {"clips": 20, "base": 2, "new": 6}
+    md = markdown_comparison(cmp)
+    assert "| top1 (clips) | 8 | 30 | 2 | 24 |" in md and "dog 2 -> 6 of 20" in md
+    # The same model against itself: nothing to tell apart.
+    same = compare_reports(base, base)
+    assert same["top1"]["p_value"] == 1.0 and "no significant difference" in same["top1"]["verdict"]
+    assert same["fd"]["verdict"].startswith("within the noise")
+    # Reports that did not score the same clips refuse, naming what differs.
+    with pytest.raises(ValueError, match="differ in the setting 'seed'"):
+        compare_reports(base, new[::-1])
+    with pytest.raises(ValueError, match="differ in the setting 'duration_s'"):
+        compare_reports(base[:1], [_report(better, model="new", duration_s=5.0)])
+    other = _report(better, model="new")
+    other["generated"]["model"]["per_clip"][3]["prompt"] = "another prompt"
+    with pytest.raises(ValueError, match="first difference at clip 3"):
+        compare_reports(base[:1], [other])
+    with pytest.raises(ValueError, match="as many --new reports"):
+        compare_reports(base, new[:1])
+
+
+def test_load_report_explains_unusable_files(tmp_path):
+    from audiodiff.eval.compare import load_report
+
+    with pytest.raises(FileNotFoundError, match="audiodiff evaluate -o"):
+        load_report(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not a JSON report"):
+        load_report(tmp_path / "bad.json")
+    old = _report([1, 2, 3, 4])
+    del old["generated"]["model"]["per_clip"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="no per-clip results"):
+        load_report(tmp_path / "old.json")
 
 
 # ---------------------------------------------------------------- embedder
@@ -235,6 +319,15 @@ def test_evaluate_cli_end_to_end(tmp_path, embedder):
         assert scored["clips"] == 2 and 0 <= scored["top1"] <= scored["top5"] <= 1 and scored["fd"] >= 0
         assert 0 <= scored["sounding_fraction"] <= 1
     assert report["real"]["sounding_fraction"] == 1.0  # the corpus is steady hums and noise
+    for scored in report["generated"].values():  # per-clip ranks agree with the pooled scores
+        ranks = [c["rank"] for c in scored["per_clip"]]
+        assert [c["category"] for c in scored["per_clip"]] == ["low_hum", "noise_burst"]
+        assert scored["top1"] == np.mean([r == 1 for r in ranks]) and scored["top5"] == np.mean([r <= 5 for r in ranks])
+    # A report compared with itself: the CLI pairs the clips and finds nothing to tell apart.
+    assert main(["evaluate-compare", "--base", str(out), "--new", str(out), "-o", str(tmp_path / "cmp.json")]) == 0
+    cmp = json.loads((tmp_path / "cmp.json").read_text())
+    assert cmp["clips"] == 2 and cmp["top1"]["p_value"] == 1.0
+    assert main(["evaluate-compare", "--base", str(out), "--new", str(tmp_path / "nope.json")]) == 2
     assert report["settings"]["sound_lengths"] == "untold"  # "auto" on a model without a length head
     from audiodiff.pipelines.base import cpu_has_native_bf16
 

@@ -3,6 +3,7 @@
     audiodiff evaluate --model MODEL_DIR                          # -> benchmarks/results/quality.json + .md
     audiodiff evaluate --model MODEL_DIR --baseline untrained -o results.json
     audiodiff evaluate --baseline untrained --clips-per-category 2 --steps 10   # no model yet
+    audiodiff evaluate-compare --base old0.json old1.json --new new0.json new1.json   # is NEW better?
 
 Imports no torch at module level, so ``audiodiff --help`` stays fast.
 """
@@ -10,6 +11,7 @@ Imports no torch at module level, so ``audiodiff --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -29,6 +31,21 @@ def _evaluate(args: argparse.Namespace) -> None:
     json_path, md_path = write_report(report, args.output)
     print(markdown_report(report))
     print(f"wrote {json_path} and {md_path}")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    import json
+
+    from .compare import compare_reports, load_report, markdown_comparison
+    from .evaluate import write_atomic
+
+    cmp = compare_reports([load_report(p) for p in args.base], [load_report(p) for p in args.new], alpha=args.alpha)
+    text = markdown_comparison(cmp)
+    print(text, end="")
+    if args.output:
+        write_atomic(args.output, json.dumps(cmp, indent=2) + "\n")
+        md = write_atomic(Path(args.output).with_suffix(".md"), text)
+        print(f"wrote {args.output} and {md}")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -72,3 +89,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default benchmarks/results/quality.json)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_evaluate)
+
+    p = subparsers.add_parser(
+        "evaluate-compare", help="is a new model better? paired comparison of two models' evaluate reports",
+        description="Compare `audiodiff evaluate` reports of two models made with the same options and seeds, "
+                    "clip by clip: top-1/top-5 hits with McNemar's exact test on the clips only one model gets "
+                    "right, and the Frechet distance per seed against the spread between seeds.",
+        epilog="example: audiodiff evaluate-compare --base old0.json old1.json --new new0.json new1.json")
+    p.add_argument("--base", nargs="+", required=True, metavar="REPORT",
+                   help="reports of the reference model, one per seed")
+    p.add_argument("--new", nargs="+", required=True, metavar="REPORT",
+                   help="reports of the candidate, in the same order (same seeds and options)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level of the verdicts (default 0.05)")
+    p.add_argument("-o", "--output", default=None, help="also write the comparison as JSON (and .md next to it)")
+    p.set_defaults(func=_compare)

@@ -98,6 +98,14 @@ def top_k_accuracy(scores: np.ndarray, labels: Sequence[int], k: int) -> float:
     return float((order == labels[:, None]).any(axis=1).mean())
 
 
+def true_class_ranks(scores: np.ndarray, labels: Sequence[int]) -> np.ndarray:
+    """1-based rank of each row's true label among its scores, ties broken as in
+    :func:`top_k_accuracy` (so ``rank <= k`` is exactly that row's top-k hit)."""
+    labels = np.asarray(labels)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    return np.argmax(order == labels[:, None], axis=1) + 1
+
+
 def label_accuracy(queries: np.ndarray, labels: Sequence[int], refs: np.ndarray, ref_labels: Sequence[int],
                    n_classes: int, k_neighbours: int = 3, leave_one_out: bool = False) -> dict[str, float]:
     """Top-1 and top-5 accuracy of the per-class k-NN classifier."""

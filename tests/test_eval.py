@@ -128,7 +128,7 @@ def test_mcnemar_exact_matches_scipy_binomial_test():
     stats = pytest.importorskip("scipy.stats")
     from audiodiff.eval.compare import mcnemar_exact
 
-    for b, c in [(0, 0), (0, 1), (3, 3), (2, 9), (9, 2), (0, 12), (15, 30), (47, 60), (1, 100)]:
+    for b, c in [(0, 0), (0, 1), (3, 3), (2, 9), (9, 2), (0, 12), (15, 30), (47, 60), (1, 100), (600, 700)]:
         expected = 1.0 if b + c == 0 else stats.binomtest(b, b + c, 0.5).pvalue
         assert mcnemar_exact(b, c) == pytest.approx(expected, rel=1e-9, abs=1e-15), (b, c)
     with pytest.raises(ValueError, match=">= 0"):
@@ -149,7 +149,7 @@ def test_compare_reports_pairs_clips_and_judges():
     assert (t1["base"], t1["new"], t1["base_only"], t1["new_only"]) == (8, 30, 2, 24)
     assert t1["p_value"] < 1e-4 and t1["verdict"].startswith("new better")
     assert cmp["top5"]["base_only"] == cmp["top5"]["new_only"] == 0 and cmp["top5"]["p_value"] == 1.0
-    assert cmp["fd"]["seed_spread"] == 8.0 and cmp["fd"]["verdict"].startswith("new lower on every pair by 21.5")
+    assert cmp["fd"]["seed_spread"] == 8.0 and cmp["fd"]["verdict"].startswith("new lower on every pair, by 21.5")
     assert cmp["per_category_top1"]["dog"] == {"clips": 20, "base": 2, "new": 6}
     md = markdown_comparison(cmp)
     assert "| top1 (clips) | 8 | 30 | 2 | 24 |" in md and "dog 2 -> 6 of 20" in md

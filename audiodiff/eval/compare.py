@@ -37,7 +37,7 @@ def mcnemar_exact(base_only: int, new_only: int) -> float:
     n = base_only + new_only
     if n == 0:
         return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(base_only, new_only) + 1)) / 2.0 ** n
+    tail = sum(math.comb(n, i) for i in range(min(base_only, new_only) + 1)) / 2 ** n  # exact ints: no overflow
     return min(1.0, 2.0 * tail)
 
 
@@ -46,7 +46,7 @@ def load_report(path: str | Path) -> dict:
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"no evaluation report at {path}: write one with `audiodiff evaluate -o {path}`")
+        raise FileNotFoundError(f"no evaluation report at {path}: write one with `audiodiff evaluate -o {path}`") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not a JSON report of `audiodiff evaluate` ({e})") from None
     if not isinstance(report, dict) or "model" not in report.get("generated", {}):
@@ -120,9 +120,9 @@ def compare_reports(base: Sequence[dict], new: Sequence[dict], alpha: float = 0.
         lower = [f["new"] < f["base"] for f in fd]
         gap = out["fd"]["base_mean"] - out["fd"]["new_mean"]
         out["fd"]["seed_spread"] = spread
-        out["fd"]["verdict"] = (f"new lower on every pair by {gap:.1f} on average, more than the seed spread "
+        out["fd"]["verdict"] = (f"new lower on every pair, by {gap:.1f} on average: more than the seed spread "
                                 f"{spread:.1f}" if all(lower) and gap > spread
-                                else f"base lower on every pair by {-gap:.1f} on average, more than the seed "
+                                else f"base lower on every pair, by {-gap:.1f} on average: more than the seed "
                                 f"spread {spread:.1f}" if not any(lower) and -gap > spread
                                 else f"within the noise (mean change {-gap:+.1f}, seed spread {spread:.1f})")
     else:

@@ -120,20 +120,22 @@ def compare_reports(base: Sequence[dict], new: Sequence[dict], alpha: float = 0.
         lower = [f["new"] < f["base"] for f in fd]
         gap = out["fd"]["base_mean"] - out["fd"]["new_mean"]
         out["fd"]["seed_spread"] = spread
-        out["fd"]["verdict"] = (f"new lower on every pair, by {gap:.1f} on average: more than the seed spread "
-                                f"{spread:.1f}" if all(lower) and gap > spread
-                                else f"base lower on every pair, by {-gap:.1f} on average: more than the seed "
-                                f"spread {spread:.1f}" if not any(lower) and -gap > spread
-                                else f"within the noise (mean change {-gap:+.1f}, seed spread {spread:.1f})")
+        if all(lower) and gap > spread:
+            verdict = f"new lower on every pair, by {gap:.1f} on average: more than the seed spread {spread:.1f}"
+        elif not any(lower) and -gap > spread:
+            verdict = f"base lower on every pair, by {-gap:.1f} on average: more than the seed spread {spread:.1f}"
+        else:
+            verdict = f"within the noise (mean change {-gap:+.1f}, seed spread {spread:.1f})"
+        out["fd"]["verdict"] = verdict
     else:
         out["fd"]["verdict"] = "one pair: no seed spread to judge the change against (give two seeds)"
-    per_cat: dict[str, list[int]] = {}
+    per_cat: dict[str, dict[str, int]] = {}
     for c, rb, rn in zip(cats, rank_b, rank_n):
-        counts = per_cat.setdefault(c, [0, 0, 0])
-        counts[0] += 1
-        counts[1] += rb == 1
-        counts[2] += rn == 1
-    out["per_category_top1"] = {c: {"clips": v[0], "base": v[1], "new": v[2]} for c, v in per_cat.items()}
+        counts = per_cat.setdefault(c, {"clips": 0, "base": 0, "new": 0})
+        counts["clips"] += 1
+        counts["base"] += int(rb == 1)
+        counts["new"] += int(rn == 1)
+    out["per_category_top1"] = per_cat
     return out
 
 
@@ -142,6 +144,8 @@ def _mean(xs: Sequence[float | None]) -> float | None:
 
 
 def markdown_comparison(cmp: dict) -> str:
+    from .evaluate import _fmt  # the report's number format ("-" for a missing value)
+
     def name(side: str) -> str:
         models = {s["model"] or "bundled default" for s in cmp[side]}
         return ", ".join(sorted(models))
@@ -158,14 +162,10 @@ def markdown_comparison(cmp: dict) -> str:
                  "| | | | |")
     fd = cmp["fd"]
     lines += ["", "| seed | Frechet distance, base | new |", "|---:|---:|---:|"]
-    lines += [f"| {f['seed']} | {_num(f['base'])} | {_num(f['new'])} |" for f in fd["per_pair"]]
+    lines += [f"| {f['seed']} | {_fmt(f['base'], 1)} | {_fmt(f['new'], 1)} |" for f in fd["per_pair"]]
     lines += ["", f"Frechet distance: {fd['verdict']}.", "",
               "Top-1 by category, where it changed (clips right, base -> new):", ""]
     changed = [f"{c} {v['base']} -> {v['new']} of {v['clips']}" for c, v in cmp["per_category_top1"].items()
                if v["base"] != v["new"]]
     lines.append("; ".join(changed) if changed else "none")
     return "\n".join(lines) + "\n"
-
-
-def _num(x: float | None) -> str:
-    return "-" if x is None else f"{x:.1f}"

@@ -94,6 +94,28 @@ def test_knn_accuracy_on_separable_and_random_sets():
     assert loo["top1"] < 0.4 and loo["top5"] < 1.0
 
 
+def test_excluding_each_querys_own_original():
+    rng = np.random.default_rng(1)
+    n_classes = 5
+    labels = rng.integers(0, n_classes, 60)
+    refs = rng.standard_normal((60, 16))
+    # exclude = each query's own row is exactly leave-one-out.
+    assert np.array_equal(class_scores(refs, refs, labels, n_classes, exclude=np.arange(60)),
+                          class_scores(refs, refs, labels, n_classes, leave_one_out=True))
+    # A slightly perturbed copy of each reference (a "resynthesis") finds its original with k = 1
+    # unless that original is excluded, then it is near chance.
+    copies = refs + 0.01 * rng.standard_normal(refs.shape)
+    assert label_accuracy(copies, labels, refs, labels, n_classes, k_neighbours=1)["top1"] == 1.0
+    shuffled = rng.permutation(60)  # excluding someone else's original leaves its own in place
+    assert label_accuracy(copies, labels, refs, labels, n_classes, k_neighbours=1, exclude=shuffled)["top1"] > 0.9
+    held_out = label_accuracy(copies, labels, refs, labels, n_classes, k_neighbours=1, exclude=np.arange(60))
+    assert held_out["top1"] < 0.5
+    with pytest.raises(ValueError, match="one reference index"):
+        class_scores(copies, refs, labels, n_classes, exclude=np.arange(59))
+    with pytest.raises(ValueError, match="one reference index"):
+        class_scores(copies, refs, labels, n_classes, exclude=np.full(60, 60))
+
+
 def test_top_k_and_missing_classes():
     scores = np.array([[0.9, 0.5, 0.1], [0.2, 0.3, 0.8]])
     assert top_k_accuracy(scores, [0, 1], 1) == 0.5 and top_k_accuracy(scores, [0, 1], 2) == 1.0

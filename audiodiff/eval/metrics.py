@@ -62,9 +62,11 @@ def _normalise(x: np.ndarray, center: np.ndarray) -> np.ndarray:
 
 
 def class_scores(queries: np.ndarray, refs: np.ndarray, ref_labels: Sequence[int], n_classes: int,
-                 k: int = 3, leave_one_out: bool = False) -> np.ndarray:
+                 k: int = 3, leave_one_out: bool = False, exclude: Sequence[int] | None = None) -> np.ndarray:
     """(Q, n_classes) scores: mean cosine similarity to the ``k`` nearest reference clips of each
-    class. ``leave_one_out``: queries are the references themselves; each skips its own row."""
+    class. ``leave_one_out``: queries are the references themselves; each skips its own row.
+    ``exclude``: query i skips reference ``exclude[i]`` (a query made from that reference, e.g. its
+    resynthesis, must not be matched with its own original)."""
     labels = np.asarray(ref_labels)
     if len(labels) != len(refs):
         raise ValueError(f"{len(refs)} reference embeddings but {len(labels)} labels")
@@ -74,7 +76,12 @@ def class_scores(queries: np.ndarray, refs: np.ndarray, ref_labels: Sequence[int
     if leave_one_out:
         if len(q) != len(r):
             raise ValueError("leave_one_out needs the queries to be the references")
-        np.fill_diagonal(sims, -np.inf)
+        exclude = np.arange(len(q))
+    if exclude is not None:
+        exclude = np.asarray(exclude)
+        if exclude.shape != (len(q),) or not ((exclude >= 0) & (exclude < len(r))).all():
+            raise ValueError(f"exclude needs one reference index in [0, {len(r)}) per query ({len(q)})")
+        sims[np.arange(len(q)), exclude] = -np.inf
     scores = np.full((len(q), n_classes), -np.inf)
     for c in range(n_classes):
         cols = sims[:, labels == c]
@@ -107,9 +114,10 @@ def true_class_ranks(scores: np.ndarray, labels: Sequence[int]) -> np.ndarray:
 
 
 def label_accuracy(queries: np.ndarray, labels: Sequence[int], refs: np.ndarray, ref_labels: Sequence[int],
-                   n_classes: int, k_neighbours: int = 3, leave_one_out: bool = False) -> dict[str, float]:
-    """Top-1 and top-5 accuracy of the per-class k-NN classifier."""
-    scores = class_scores(queries, refs, ref_labels, n_classes, k_neighbours, leave_one_out)
+                   n_classes: int, k_neighbours: int = 3, leave_one_out: bool = False,
+                   exclude: Sequence[int] | None = None) -> dict[str, float]:
+    """Top-1 and top-5 accuracy of the per-class k-NN classifier (``exclude``: see :func:`class_scores`)."""
+    scores = class_scores(queries, refs, ref_labels, n_classes, k_neighbours, leave_one_out, exclude)
     return {"top1": top_k_accuracy(scores, labels, 1), "top5": top_k_accuracy(scores, labels, 5)}
 
 

@@ -17,7 +17,8 @@ against the other real clips (never its own original):
 - ``oracle``: padded to the evaluation duration, then mel and vocoder: what a perfect denoiser
   asked for this clip at that duration would hand the evaluator;
 - ``oracle_trimmed``: the oracle with leading and trailing silence cut at the corpora's threshold
-  (``audiodiff.data.corpus.trim_silence``, -60 dB), as the real clips were.
+  (-60 dB below the peak), as the real clips were and as ``audiodiff evaluate`` now cuts
+  generated clips (``audiodiff.eval.evaluate.trim_generated``).
 
 For each: top-1 / top-5, the Frechet distance of one half against the other half of the original
 real clips (the evaluator's half-vs-half floor is ``original``'s row), and which category wins
@@ -78,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="model folder whose mel and vocoder to use (default: bundled)")
     p.add_argument("--data", nargs="+", default=["data/corpora"], help="corpora folders (default data/corpora)")
+    p.add_argument("--categories", default=None, help="comma-separated category names (default: all)")
     p.add_argument("--real-per-category", type=int, default=16, help="as audiodiff evaluate (default 16)")
+    p.add_argument("--cache-dir", default=None, help="real-clip embedding cache (default: audiodiff evaluate's)")
     p.add_argument("--duration-s", type=float, default=4.0, help="as audiodiff evaluate (default 4)")
     p.add_argument("--k-neighbours", type=int, default=3)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
@@ -93,20 +96,22 @@ def main(argv: list[str] | None = None) -> int:
         p.error("need --duration-s > 0 and --real-per-category >= 2")
 
     from audiodiff.audio import load_audio
-    from audiodiff.data.corpus import trim_silence
     from audiodiff.eval.embedding import EmbeddingCache, SoundEmbedder, embed_files
-    from audiodiff.eval.evaluate import collect_real_clips, find_manifests
+    from audiodiff.eval.evaluate import collect_real_clips, find_manifests, trim_generated
     from audiodiff.eval.taxonomy import get_categories
     from audiodiff.pipelines import TextToAudioPipeline
     from audiodiff.pipelines.variations import input_mel
 
     start = time.perf_counter()
-    categories = get_categories(None)
+    try:
+        categories = get_categories([n.strip() for n in args.categories.split(",")] if args.categories else None)
+    except ValueError as err:
+        p.error(str(err))
     names = [c.name for c in categories]
     real = collect_real_clips(find_manifests(args.data), categories, args.real_per_category)
     real_idx = np.array([names.index(r.category) for r in real])
     embedder = SoundEmbedder()
-    real_emb = embed_files(embedder, [r.path for r in real], args.duration_s, EmbeddingCache())
+    real_emb = embed_files(embedder, [r.path for r in real], args.duration_s, EmbeddingCache(args.cache_dir))
 
     needs_vocoder = {"vocoded", "oracle", "oracle_trimmed"} & set(args.variants)
     pipe = TextToAudioPipeline.from_pretrained(args.model, dtype=args.dtype) if needs_vocoder else None
@@ -129,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 made[v].append((vocode(wav), sr))
             else:  # the oracles
                 out = vocode(pad_to(wav, n_eval))
-                made[v].append((trim_silence(out[None], sr, -60.0)[0] if v == "oracle_trimmed" else out, sr))
+                made[v].append((trim_generated(out[None], sr)[0] if v == "oracle_trimmed" else out, sr))
 
     results = {}
     for v in args.variants:

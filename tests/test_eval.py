@@ -184,6 +184,8 @@ def test_compare_reports_pairs_clips_and_judges():
         compare_reports(base, new[::-1])
     with pytest.raises(ValueError, match="differ in the setting 'duration_s'"):
         compare_reports(base[:1], [_report(better, model="new", duration_s=5.0)])
+    with pytest.raises(ValueError, match=r"differ in the setting 'trim_db' \(None vs -60.0\)"):
+        compare_reports(base[:1], [_report(better, model="new", trim_db=-60.0)])  # an untrimmed (old) report
     other = _report(better, model="new")
     other["generated"]["model"]["per_clip"][3]["prompt"] = "another prompt"
     with pytest.raises(ValueError, match="first difference at clip 3"):
@@ -239,6 +241,27 @@ def test_embedder_shapes_determinism_and_contrast(embedder):
     other = embedder.embed(_tone(660.0), sr)[0]
     d = lambda a, b: np.linalg.norm(a - b)  # noqa: E731
     assert d(other, emb[0]) < d(other, emb[1])
+
+
+def test_trimming_a_generated_clip_embeds_it_as_the_corpora_store_a_sound(embedder):
+    from audiodiff.data.corpus import ClipPolicy
+    from audiodiff.eval import cli
+    from audiodiff.eval.evaluate import TRIM_DB, trim_generated
+
+    assert TRIM_DB == cli.TRIM_DB == ClipPolicy().trim_db  # one threshold for corpora and evaluation
+    sr, g = 22050, torch.Generator().manual_seed(2)
+    burst = 0.4 * torch.randn(1, sr // 2, generator=g) * torch.linspace(1, 0.1, sr // 2)  # a 0.5 s hit
+    floor = 1e-5 * torch.randn(1, 4 * sr - burst.shape[-1], generator=g)  # a generator's -100 dB silence
+    clip = torch.cat([torch.zeros(1, sr // 10), burst, floor[:, sr // 10:]], dim=1)  # late start, 4 s
+    trimmed = trim_generated(clip, sr)
+    margin = int(0.01 * sr)
+    assert trimmed.shape == (1, burst.shape[-1] + 2 * margin)
+    torch.testing.assert_close(trimmed[:, margin:-margin], burst)
+    assert trim_generated(clip, sr, None) is clip and trim_generated(torch.zeros(1, 100), sr).shape == (1, 100)
+    # What the evaluator compares: the trimmed clip embeds as the sound itself, the padded one does not.
+    emb = embedder.embed([burst, trimmed, clip], sr)
+    cos = (emb / np.linalg.norm(emb, axis=1, keepdims=True)) @ (emb / np.linalg.norm(emb, axis=1, keepdims=True)).T
+    assert 1 - cos[0, 1] < (1 - cos[0, 2]) / 3  # measured: 0.012 against 0.072
 
 
 def test_embedder_front_end_matches_librosa(embedder):
@@ -336,6 +359,7 @@ def test_evaluate_cli_end_to_end(tmp_path, embedder):
     assert main(args) == 0
     report = json.loads(out.read_text())
     assert report["real"]["clips"] == 6 and report["real"]["top1_leave_one_out"] == 1.0
+    assert report["settings"]["trim_db"] == -60.0 and "trimmed of silence below -60 dB" in out.with_suffix(".md").read_text()
     assert set(report["generated"]) == {"model", "untrained"}
     for scored in report["generated"].values():
         assert scored["clips"] == 2 and 0 <= scored["top1"] <= scored["top5"] <= 1 and scored["fd"] >= 0
@@ -357,6 +381,9 @@ def test_evaluate_cli_end_to_end(tmp_path, embedder):
     assert "| real (leave-one-out: ceiling) | 6 |" in out.with_suffix(".md").read_text()
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 6  # real clips cached
     assert main(["evaluate", "--categories", "no_such_category", "--data", str(corpus.parent)]) == 2
+    for bad in ("loud", "0", "-200"):  # --trim-db: a level below the peak, or none
+        with pytest.raises(SystemExit):
+            main(args + ["--trim-db", bad])
     # a category the corpus lacks: the error says which, where it looked and how to build it
     from audiodiff.eval.evaluate import run_evaluation
 

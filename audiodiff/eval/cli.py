@@ -13,6 +13,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+TRIM_DB = -60.0  # evaluate.TRIM_DB, not imported from there (that imports torch); a test keeps them equal
+
+
+def _trim_db(text: str) -> float | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a level in dB below the peak (e.g. -60) or 'none', got {text!r}")
+    if not -120 <= value < 0:
+        raise argparse.ArgumentTypeError(f"expected a level in [-120, 0) dB below the peak, or 'none'; got {value:g}")
+    return value
+
 
 def _evaluate(args: argparse.Namespace) -> None:
     import os
@@ -27,7 +41,8 @@ def _evaluate(args: argparse.Namespace) -> None:
                             steps=args.steps, guidance=args.guidance, seed=args.seed, device=args.device,
                             cache_dir=args.cache_dir, progress=not args.quiet,
                             guidance_interval=args.guidance_interval, sound_lengths=args.sound_lengths,
-                            dtype=args.dtype, autoguidance=args.autoguidance, guide=args.guide)
+                            dtype=args.dtype, autoguidance=args.autoguidance, guide=args.guide,
+                            trim_db=args.trim_db)
     json_path, md_path = write_report(report, args.output)
     print(markdown_report(report))
     print(f"wrote {json_path} and {md_path}")
@@ -79,6 +94,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "'untold' lets the model decide; 'real' tells each clip the length of a real clip "
                         "of its category")
     p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    p.add_argument("--trim-db", type=_trim_db, default=TRIM_DB, metavar="DB",
+                   help=f"cut each generated clip's leading and trailing audio this far below its peak before "
+                        f"embedding it, as the corpora's real clips were cut (default {TRIM_DB:g}); 'none' "
+                        "embeds the whole clip, silence included, as reports before 2026-12-05 did")
     add_dtype_arg(p)
     p.add_argument("--data", action="append", default=None,
                    help="corpus folder holding */manifest.jsonl, or a manifest (repeatable; default data/corpora)")

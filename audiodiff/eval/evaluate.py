@@ -12,6 +12,13 @@ category's held-out prompts; generated and real clips are embedded with aiSFX
 * the sounding fraction of generated and real clips (:func:`~audiodiff.eval.metrics.sounding_fraction`):
   whether a model lets a short sound end, as real effects do, or fills the clip.
 
+Generated clips are embedded as the corpora store real ones: with their leading and trailing
+silence cut (:func:`trim_generated`, the corpora's -60 dB threshold). The real clips were trimmed
+when the corpora were built, and a correct short sound followed by the silence of a 4 s clip
+embeds far from its trimmed self (real clips padded so score top-1 0.491 instead of 0.656, most
+often as kick drums: ``benchmarks/representation.py``). ``trim_db=None`` embeds them whole, as
+reports without a ``trim_db`` setting (before 2026-12-05) did.
+
 Real clips per category come from held-out splits first ("test": sources reserved for
 evaluation, then "valid"), topped up from "train" when a category has too few; the JSON records
 how many of each, since train clips flatter a model that memorised them.
@@ -40,6 +47,7 @@ from .taxonomy import TAXONOMY_VERSION, Category, get_categories, label_caption
 
 SPLIT_PRIORITY = ("test", "valid", "train")  # held-out first
 SOUNDING_FRAME_S = 2048 / 22050  # librosa's default frame at the pipeline's rate, at any rate
+TRIM_DB = -60.0  # the corpora's ClipPolicy.trim_db: silence this far below a clip's peak is cut
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +159,17 @@ def generate_clips(pipe, categories: Sequence[Category], clips_per_category: int
     return wavs, labels, prompts
 
 
+def trim_generated(wav: torch.Tensor, sample_rate: int, trim_db: float | None = TRIM_DB) -> torch.Tensor:
+    """A generated clip (C, T) as the corpora store a real one: leading and trailing audio more
+    than ``-trim_db`` dB below its peak cut, with 10 ms to spare (``audiodiff.data.corpus.trim_silence``).
+    ``trim_db=None`` or a silent clip: unchanged."""
+    if trim_db is None:
+        return wav
+    from ..data.corpus import trim_silence
+
+    return trim_silence(wav.reshape(-1, wav.shape[-1]), sample_rate, trim_db)
+
+
 def clip_sounding_frames(wav: np.ndarray | torch.Tensor, sample_rate: int, duration_s: float
                          ) -> tuple[np.ndarray, int]:
     """:func:`sounding_frames` of the first ``duration_s`` (zero-padded) with ~93 ms frames, and
@@ -212,7 +231,7 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
                    progress: bool = True, guidance_interval: tuple[float, float] | None = None,
                    sound_lengths: str = "auto", dtype: str | None = "auto",
                    autoguidance: float | None = None, guide: str | os.PathLike | None = None,
-                   pipeline=None) -> dict:
+                   pipeline=None, trim_db: float | None = TRIM_DB) -> dict:
     """Score a model (and/or an untrained baseline) against the real clips; returns the report dict.
 
     sound_lengths (models with a timing input): "auto" (the pipeline's default: lengths predicted
@@ -225,7 +244,12 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
     baseline has none); the report records what it resolved to. guide: a guide network folder in
     place of the model's own (``TextToAudioPipeline.from_pretrained(guide=...)``). pipeline: a
     loaded TextToAudioPipeline to score instead of loading ``model`` (``model`` then only names
-    it in the report)."""
+    it in the report). trim_db: generated clips lose their leading and trailing silence below this
+    level relative to their peak before they are embedded, as the real clips did when the corpora
+    were built (:func:`trim_generated`); None embeds them whole (the sounding fraction is always
+    measured on the whole clip)."""
+    if trim_db is not None and not -120 <= trim_db < 0:
+        raise ValueError(f"--trim-db must be a level below the peak in [-120, 0) dB, or none; got {trim_db}")
     if clips_per_category < 1 or real_per_category < 2:
         raise ValueError("need --clips-per-category >= 1 and --real-per-category >= 2")
     if sound_lengths not in SOUND_LENGTHS:
@@ -274,7 +298,7 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
                      else list(guidance_interval), "sound_lengths": sound_lengths, "seed": seed,
                      "device": device or "cpu", "dtype": weights,
                      "autoguidance": None if pipe is None else pipe.autoguidance(autoguidance),
-                     "guide": None if guide is None else str(guide),
+                     "guide": None if guide is None else str(guide), "trim_db": trim_db,
                      "k_neighbours": k_neighbours, "data": [str(d) for d in data_dirs]},
         "embedder": EMBEDDER_VERSION, "taxonomy_version": TAXONOMY_VERSION,
         "host": platform.node(), "torch": torch.__version__,
@@ -306,7 +330,7 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
                                                seed, f"generating ({name})", progress, guidance_interval, lengths,
                                                autoguidance if p is pipe else None)
         gen_seconds = time.perf_counter() - t0
-        emb = embedder.embed(wavs, p.sample_rate)
+        emb = embedder.embed([trim_generated(w, p.sample_rate, trim_db) for w in wavs], p.sample_rate)
         scored = _score_generated(emb, labels, prompts, real_emb, real_idx, names, k_neighbours)
         scored["sounding_fraction"] = float(np.mean([clip_sounding_fraction(w.reshape(-1), p.sample_rate, duration_s)
                                                      for w in wavs]))
@@ -339,7 +363,9 @@ def markdown_report(report: dict) -> str:
              f"{_LENGTH_NOTES.get(s.get('sound_lengths'), '')}"
              f"seed {s['seed']}{', weights ' + s['dtype'] if s.get('dtype') else ''}), "
              f"{real['clips']} real clips {real['by_split']}; embedding {report['embedder']}, "
-             f"per-class {s['k_neighbours']}-NN (cosine) classifier over the real clips.", "",
+             f"per-class {s['k_neighbours']}-NN (cosine) classifier over the real clips; generated clips "
+             + (f"trimmed of silence below {s['trim_db']:g} dB of their peak, as the corpora's clips, before "
+                "embedding." if s.get("trim_db") is not None else "embedded whole (not trimmed)."), "",
              "| clips | n | top-1 | top-5 | Frechet distance to real | sounding fraction |",
              "|---|---|---|---|---|---|",
              f"| real (leave-one-out: ceiling) | {real['clips']} | {_fmt(real['top1_leave_one_out'])} | "

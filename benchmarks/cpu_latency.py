@@ -18,6 +18,8 @@ Each variant changes one thing against the one before, and the variants are time
 * ``+bf16 -autoguidance`` (a model with a guide network of its own, such as the bundled one):
   ``+bf16`` with autoguidance off, what its extra network call per step costs;
 * ``+bf16 +autoguidance W`` (with ``--guide``): ``+bf16`` autoguided by that guide;
+* ``+bf16 N steps`` (with ``--bf16-steps N ...``): ``+bf16`` at N sampling steps, what a step
+  count costs at the CLI's settings otherwise;
 * ``+bf16 +compile`` (with ``--compile``): ``+bf16`` with the UNet (and guide) under
   ``torch.compile`` (inductor); its compile time is reported, not timed in the rows.
 
@@ -73,6 +75,8 @@ def variants(args, own_guide: bool = False) -> dict[str, dict]:
     if getattr(args, "guide", None):  # one more network call per step: what autoguidance costs
         table[f"+bf16 +autoguidance {args.autoguidance:g}"] = {
             "fast_layout": True, "kw": {"autoguidance": args.autoguidance}, "dtype": "bf16"}
+    for n in getattr(args, "bf16_steps", None) or []:
+        table[f"+bf16 {n} steps"] = {"fast_layout": True, "kw": {"num_steps": n}, "dtype": "bf16"}
     if getattr(args, "compile", False):
         table["+bf16 +compile"] = {"fast_layout": True, "kw": {}, "dtype": "bf16", "compile": True}
     return {name: {"dtype": "fp32", "compile": False, **variant} for name, variant in table.items()}
@@ -170,6 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--interval", nargs=2, type=float, default=[0.1, 50.0], metavar=("LO", "HI"))
     p.add_argument("--fewer-steps", type=int, default=8)
+    p.add_argument("--bf16-steps", type=int, nargs="+", default=None, metavar="N",
+                   help="add a '+bf16 N steps' variant per N: the CLI's settings at N sampling steps")
     p.add_argument("--variants", nargs="+", default=None, help="a subset of the variant names")
     p.add_argument("--cold-repeats", type=int, default=3, help="cold starts of the CLI (0 = skip)")
     p.add_argument("--compile", action="store_true",

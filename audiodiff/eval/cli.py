@@ -22,7 +22,8 @@ def _trim_db(text: str) -> float | None:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a level in dB below the peak (e.g. -60) or 'none', got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a level in dB below the peak (e.g. -60) or 'none', "
+                                         f"got {text!r}") from None
     if not -120 <= value < 0:
         raise argparse.ArgumentTypeError(f"expected a level in [-120, 0) dB below the peak, or 'none'; got {value:g}")
     return value

@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     for clip in tqdm(real, desc="real clips through the pipeline", unit="clip"):
         wav, file_sr = load_audio(clip.path, mono=True)
         wav = wav[0, :n_eval] if file_sr == sr else AF.resample(wav[0], file_sr, sr)[:n_eval]
+        oracle = None  # one vocoder call serves both oracles
         for v in made:
             if v == "padded":
                 made[v].append((pad_to(wav, n_eval), sr))
@@ -133,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             elif v == "vocoded":
                 made[v].append((vocode(wav), sr))
             else:  # the oracles
-                out = vocode(pad_to(wav, n_eval))
-                made[v].append((trim_generated(out[None], sr)[0] if v == "oracle_trimmed" else out, sr))
+                oracle = vocode(pad_to(wav, n_eval)) if oracle is None else oracle
+                made[v].append((trim_generated(oracle[None], sr)[0] if v == "oracle_trimmed" else oracle, sr))
 
     results = {}
     for v in args.variants:

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.duration_s <= 0 or args.real_per_category < 2:
         p.error("need --duration-s > 0 and --real-per-category >= 2")
 
-    from audiodiff.audio import load_audio
+    from audiodiff.audio import MelConfig, load_audio
     from audiodiff.eval.embedding import EmbeddingCache, SoundEmbedder, embed_files
     from audiodiff.eval.evaluate import collect_real_clips, find_manifests, trim_generated
     from audiodiff.eval.taxonomy import get_categories
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     needs_vocoder = {"vocoded", "oracle", "oracle_trimmed"} & set(args.variants)
     pipe = TextToAudioPipeline.from_pretrained(args.model, dtype=args.dtype) if needs_vocoder else None
-    sr = pipe.sample_rate if pipe else 22050
+    sr = pipe.sample_rate if pipe else MelConfig().sample_rate
     n_eval = round(args.duration_s * sr)
 
     def vocode(wav: torch.Tensor) -> torch.Tensor:

@@ -41,13 +41,14 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from ..data.corpus import ClipPolicy, trim_silence
 from .embedding import EMBEDDER_VERSION, EmbeddingCache, SoundEmbedder, embed_files
 from .metrics import class_scores, frechet_distance, label_accuracy, sounding_frames, true_class_ranks
 from .taxonomy import TAXONOMY_VERSION, Category, get_categories, label_caption
 
 SPLIT_PRIORITY = ("test", "valid", "train")  # held-out first
 SOUNDING_FRAME_S = 2048 / 22050  # librosa's default frame at the pipeline's rate, at any rate
-TRIM_DB = -60.0  # the corpora's ClipPolicy.trim_db: silence this far below a clip's peak is cut
+TRIM_DB = ClipPolicy.trim_db  # the corpora's: silence this far below a clip's peak is cut (-60 dB)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,8 +166,6 @@ def trim_generated(wav: torch.Tensor, sample_rate: int, trim_db: float | None = 
     ``trim_db=None`` or a silent clip: unchanged."""
     if trim_db is None:
         return wav
-    from ..data.corpus import trim_silence
-
     return trim_silence(wav.reshape(-1, wav.shape[-1]), sample_rate, trim_db)
 
 

@@ -110,7 +110,7 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", type=int, default=1, help="number of clips (default 1)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (model default)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
-    p.add_argument("--sampler", default=None, help="dpmpp_2m (default), dpmpp_3m (for 25 or more steps), euler, heun or ddim")
+    p.add_argument("--sampler", default=None, help="dpmpp_2m (default), dpmpp_2m_sde (stochastic), dpmpp_3m (for 25 or more steps), euler, heun or ddim")
     p.add_argument("--seed", type=int, default=None, help="base seed (clip i uses seed + i)")
     p.add_argument("--negative", default=None, help="negative prompt: what to steer away from")
     p.add_argument("--model", default=None, help="model folder or hub id (default: the bundled model)")

@@ -26,6 +26,7 @@ from audiodiff.diffusion import (
     loglinear_sigmas,
     sample_ddim,
     sample_dpmpp_2m,
+    sample_dpmpp_2m_sde,
     sample_dpmpp_3m,
     sample_euler,
     sample_heun,
@@ -42,6 +43,7 @@ CASES = [
     ("dpmpp_3m", sample_dpmpp_3m, {}),
     ("ddim_eta0", sample_ddim, {"eta": 0.0}),
     ("ddim_eta1", sample_ddim, {"eta": 1.0}),
+    ("dpmpp_2m_sde", sample_dpmpp_2m_sde, {"eta": 1.0}),
 ]
 
 
@@ -68,7 +70,8 @@ def mixture_denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 
 # First-order samplers need more steps for the same accuracy (see the convergence test).
-SPREAD_STEPS = {"euler": 200, "heun": 50, "dpmpp_2m": 50, "dpmpp_3m": 50, "ddim_eta0": 200, "ddim_eta1": 400}
+SPREAD_STEPS = {"euler": 200, "heun": 50, "dpmpp_2m": 50, "dpmpp_3m": 50, "ddim_eta0": 200, "ddim_eta1": 400,
+                "dpmpp_2m_sde": 100}
 
 
 @pytest.mark.parametrize("name,sampler,options", CASES, ids=[c[0] for c in CASES])
@@ -178,13 +181,16 @@ def test_ddim_eta0_equals_euler():
 
 def test_bad_arguments():
     x = torch.randn(2, 3)
-    with pytest.raises(ValueError, match="known samplers: ddim, dpmpp_2m, dpmpp_3m, euler, heun"):
+    with pytest.raises(ValueError, match="known samplers: ddim, dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, euler, heun"):
         get_sampler("plms")
-    assert get_sampler("heun") is sample_heun and set(SAMPLERS) == {"euler", "heun", "dpmpp_2m", "dpmpp_3m", "ddim"}
+    assert get_sampler("heun") is sample_heun
+    assert set(SAMPLERS) == {"euler", "heun", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m", "ddim"}
     with pytest.raises(ValueError, match="strictly decreasing"):
         sample_euler(mixture_denoiser, x, torch.tensor([1.0, 2.0, 0.0]))
     with pytest.raises(ValueError, match="eta"):
         sample_ddim(mixture_denoiser, x, torch.tensor([1.0, 0.0]), eta=1.5)
+    with pytest.raises(ValueError, match="dpmpp_2m_sde eta must be in"):
+        sample_dpmpp_2m_sde(mixture_denoiser, x, torch.tensor([1.0, 0.0]), eta=-0.1)
     with pytest.raises(TypeError, match="eta"):
         sample_heun(mixture_denoiser, x, torch.tensor([1.0, 0.0]), eta=0.5)
 
@@ -279,3 +285,49 @@ def test_ddim_with_noise_matches_kdiffusion_euler_ancestral(kdiff, eta):
     ref = kdiff.sample_euler_ancestral(mixture_denoiser, x, sigmas, eta=eta, noise_sampler=noise,
                                        disable=True)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("num_steps", [2, 3, 16])  # its 2M SDE fails on a single step (h unbound), as its 3M
+@pytest.mark.parametrize("eta", [0.3, 1.0])
+def test_dpmpp_2m_sde_matches_kdiffusion(kdiff, eta, num_steps):
+    sigmas = karras_sigmas(num_steps, SIGMA_MIN, SIGMA_MAX)
+    x = torch.randn(3, 2, 16, generator=torch.Generator().manual_seed(14), dtype=torch.float64) * SIGMA_MAX
+    out, steps = _trajectory(lambda cb: sample_dpmpp_2m_sde(mixture_denoiser, x, sigmas, eta=eta, callback=cb,
+                                                            generator=torch.Generator().manual_seed(15)))
+    # The same noise stream as ours (CPU float32 draws from one generator) instead of its
+    # default Brownian tree, whose increments have the same distribution.
+    ref_gen = torch.Generator().manual_seed(15)
+    noise = lambda *_: torch.randn(x.shape, generator=ref_gen, dtype=torch.float32).to(x.dtype)  # noqa: E731
+    ref, ref_steps = _trajectory(lambda cb: kdiff.sample_dpmpp_2m_sde(
+        mixture_denoiser, x, sigmas, eta=eta, noise_sampler=noise, solver_type="midpoint", callback=cb,
+        disable=True))
+    assert len(steps) == len(ref_steps) == num_steps
+    for (xa, da), (xb, db) in zip(steps, ref_steps):
+        torch.testing.assert_close(xa, xb, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(da, db, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_dpmpp_2m_sde_eta0_is_2m_and_noise_is_per_item():
+    sigmas = karras_sigmas(9, SIGMA_MIN, SIGMA_MAX)
+    x = torch.randn(3, 8, generator=torch.Generator().manual_seed(16), dtype=torch.float64) * SIGMA_MAX
+    torch.testing.assert_close(sample_dpmpp_2m_sde(mixture_denoiser, x, sigmas, eta=0.0),
+                               sample_dpmpp_2m(mixture_denoiser, x, sigmas), rtol=0, atol=1e-12)
+    batch = sample_dpmpp_2m_sde(mixture_denoiser, x, sigmas, generator=generators_from_seeds([7, 8, 9]))
+    alone = sample_dpmpp_2m_sde(mixture_denoiser, x[1:2], sigmas, generator=generators_from_seeds([8]))
+    torch.testing.assert_close(batch[1:2], alone, rtol=0, atol=1e-6)
+    other = sample_dpmpp_2m_sde(mixture_denoiser, x, sigmas, generator=generators_from_seeds([1, 2, 3]))
+    assert not torch.allclose(batch, other)
+
+
+def test_dpmpp_2m_sde_keeps_a_known_region_at_the_right_noise_level():
+    """Inpainting replaces the known region of D by the known data; every step must then leave
+    that region at exactly known + sigma_next * (unit noise), here measured over many items."""
+    known = torch.full((20_000, 1), 0.7, dtype=torch.float64)
+    sigmas = karras_sigmas(6, SIGMA_MIN, SIGMA_MAX)
+    levels = []
+    sample_dpmpp_2m_sde(lambda x, sigma: known.clone(), known + SIGMA_MAX * torch.randn_like(known), sigmas,
+                        generator=torch.Generator().manual_seed(17),
+                        callback=lambda d: levels.append(((d["x"] - known).std().item(), d["sigma"])))
+    for spread, sigma in levels:
+        assert spread == pytest.approx(sigma, rel=0.03)

@@ -381,6 +381,15 @@ def test_evaluate_cli_end_to_end(tmp_path, embedder):
     assert "| real (leave-one-out: ceiling) | 6 |" in out.with_suffix(".md").read_text()
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 6  # real clips cached
     assert main(["evaluate", "--categories", "no_such_category", "--data", str(corpus.parent)]) == 2
+    # Another sampler than the model's default: recorded, shown, and paired against the default's
+    # report (the same prompts and starting noise); an unknown name fails before any work.
+    sde = tmp_path / "results" / "sde.json"
+    assert main(args[:-3] + ["-o", str(sde), "-q", "--sampler", "dpmpp_2m_sde"]) == 0
+    assert json.loads(sde.read_text())["settings"]["sampler"] == "dpmpp_2m_sde"
+    assert report["settings"]["sampler"] is None and "sampler dpmpp_2m_sde" in sde.with_suffix(".md").read_text()
+    assert main(["evaluate-compare", "--base", str(out), "--new", str(sde), "-o", str(tmp_path / "cmp2.json")]) == 0
+    assert json.loads((tmp_path / "cmp2.json").read_text())["new"][0]["sampler"] == "dpmpp_2m_sde"
+    assert main(args + ["--sampler", "plms"]) == 2
     for bad in ("loud", "0", "-200"):  # --trim-db: a level below the peak, or none
         with pytest.raises(SystemExit):
             main(args + ["--trim-db", bad])

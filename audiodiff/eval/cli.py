@@ -43,7 +43,7 @@ def _evaluate(args: argparse.Namespace) -> None:
                             cache_dir=args.cache_dir, progress=not args.quiet,
                             guidance_interval=args.guidance_interval, sound_lengths=args.sound_lengths,
                             dtype=args.dtype, autoguidance=args.autoguidance, guide=args.guide,
-                            trim_db=args.trim_db)
+                            trim_db=args.trim_db, sampler=args.sampler)
     json_path, md_path = write_report(report, args.output)
     print(markdown_report(report))
     print(f"wrote {json_path} and {md_path}")
@@ -86,6 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="seconds generated per clip; real clips are cropped to the same (default 4)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (model default)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (model default)")
+    p.add_argument("--sampler", default=None, help="sampler, e.g. dpmpp_2m or dpmpp_2m_sde (model default)")
     p.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("SIGMA_LO", "SIGMA_HI"),
                    help="guide only the steps with SIGMA_LO < sigma <= SIGMA_HI (model default)")
     add_autoguidance_arg(p)

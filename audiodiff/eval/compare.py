@@ -24,7 +24,7 @@ from pathlib import Path
 
 # What must match for two reports to score the same clips against the same real set.
 _SAME_SETTINGS = ("clips_per_category", "real_per_category", "duration_s", "seed", "k_neighbours", "data", "trim_db")
-_SHOWN_SETTINGS = ("model", "steps", "guidance", "guidance_interval", "autoguidance", "guide", "dtype",
+_SHOWN_SETTINGS = ("model", "steps", "sampler", "guidance", "guidance_interval", "autoguidance", "guide", "dtype",
                    "sound_lengths")
 LEVELS = {"top1": 1, "top5": 5}
 

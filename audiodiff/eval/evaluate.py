@@ -130,7 +130,7 @@ def generate_clips(pipe, categories: Sequence[Category], clips_per_category: int
                    steps: int | None, guidance: float | None, seed: int, desc: str,
                    progress: bool = True, guidance_interval: tuple[float, float] | None = None,
                    sound_lengths: dict[str, list[float]] | str | None = "auto",
-                   autoguidance: float | None = None,
+                   autoguidance: float | None = None, sampler: str | None = None,
                    ) -> tuple[list[torch.Tensor], list[str], list[str]]:
     """Clip j of a category uses prompt j mod len(prompts); prompt i's items use seeds
     seed + 1000 i + 0, 1, ... so a category's clips do not depend on the other categories.
@@ -151,7 +151,7 @@ def generate_clips(pipe, categories: Sequence[Category], clips_per_category: int
                 sound_s = [lengths[j % len(lengths)] for j in range(i, clips_per_category, len(cat.prompts))]
             out = pipe(prompt, duration_s=duration_s, num_steps=steps, guidance_scale=guidance,
                        seed=seed + 1000 * i, batch_size=n, guidance_interval=guidance_interval, sound_s=sound_s,
-                       autoguidance=autoguidance)
+                       autoguidance=autoguidance, sampler=sampler)
             wavs += [w.float().cpu() for w in out.waveforms]
             labels += [cat.name] * n
             prompts += [prompt] * n
@@ -230,7 +230,7 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
                    progress: bool = True, guidance_interval: tuple[float, float] | None = None,
                    sound_lengths: str = "auto", dtype: str | None = "auto",
                    autoguidance: float | None = None, guide: str | os.PathLike | None = None,
-                   pipeline=None, trim_db: float | None = TRIM_DB) -> dict:
+                   pipeline=None, trim_db: float | None = TRIM_DB, sampler: str | None = None) -> dict:
     """Score a model (and/or an untrained baseline) against the real clips; returns the report dict.
 
     sound_lengths (models with a timing input): "auto" (the pipeline's default: lengths predicted
@@ -246,13 +246,18 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
     it in the report). trim_db: generated clips lose their leading and trailing silence below this
     level relative to their peak before they are embedded, as the real clips did when the corpora
     were built (:func:`trim_generated`); None embeds them whole (the sounding fraction is always
-    measured on the whole clip)."""
+    measured on the whole clip). sampler: a sampler name (``audiodiff.diffusion.SAMPLERS``) in
+    place of the model's default (None)."""
     if trim_db is not None and not -120 <= trim_db < 0:
         raise ValueError(f"--trim-db must be a level below the peak in [-120, 0) dB, or none; got {trim_db}")
     if clips_per_category < 1 or real_per_category < 2:
         raise ValueError("need --clips-per-category >= 1 and --real-per-category >= 2")
     if sound_lengths not in SOUND_LENGTHS:
         raise ValueError(f"--sound-lengths must be one of {', '.join(SOUND_LENGTHS)}, got {sound_lengths!r}")
+    if sampler is not None:
+        from ..diffusion import get_sampler
+
+        get_sampler(sampler)  # an unknown name fails here, not after minutes of embedding
     if baseline not in (None, "untrained"):
         raise ValueError(f"--baseline must be 'untrained', got {baseline!r}")
     start = time.perf_counter()
@@ -297,7 +302,7 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
                      else list(guidance_interval), "sound_lengths": sound_lengths, "seed": seed,
                      "device": device or "cpu", "dtype": weights,
                      "autoguidance": None if pipe is None else pipe.autoguidance(autoguidance),
-                     "guide": None if guide is None else str(guide), "trim_db": trim_db,
+                     "guide": None if guide is None else str(guide), "trim_db": trim_db, "sampler": sampler,
                      "k_neighbours": k_neighbours, "data": [str(d) for d in data_dirs]},
         "embedder": EMBEDDER_VERSION, "taxonomy_version": TAXONOMY_VERSION,
         "host": platform.node(), "torch": torch.__version__,
@@ -327,7 +332,7 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
         t0 = time.perf_counter()
         wavs, labels, prompts = generate_clips(p, categories, clips_per_category, duration_s, steps, guidance,
                                                seed, f"generating ({name})", progress, guidance_interval, lengths,
-                                               autoguidance if p is pipe else None)
+                                               autoguidance if p is pipe else None, sampler)
         gen_seconds = time.perf_counter() - t0
         emb = embedder.embed([trim_generated(w, p.sample_rate, trim_db) for w in wavs], p.sample_rate)
         scored = _score_generated(emb, labels, prompts, real_emb, real_idx, names, k_neighbours)
@@ -355,7 +360,8 @@ def markdown_report(report: dict) -> str:
              f"model `{(s['model'] or 'bundled default') if 'model' in report['generated'] else 'none'}`, "
              f"{len(report['categories'])} categories, "
              f"{s['clips_per_category']} generated clips per category ({s['duration_s']:g} s, steps "
-             f"{s['steps'] or 'default'}, guidance {s['guidance'] if s['guidance'] is not None else 'default'}"
+             f"{s['steps'] or 'default'}{', sampler ' + s['sampler'] if s.get('sampler') else ''}, "
+             f"guidance {s['guidance'] if s['guidance'] is not None else 'default'}"
              f"{'' if s.get('guidance_interval') is None else ' in sigma ' + str(tuple(s['guidance_interval']))}"
              f"{', autoguidance ' + format(s['autoguidance'], 'g') if s.get('autoguidance') else ''}"
              f"{' by ' + s['guide'] if s.get('autoguidance') and s.get('guide') else ''}, "

@@ -430,7 +430,8 @@ class TextToAudioPipeline:
         prompt: one prompt or a list (each gets ``batch_size`` items).
         negative_prompt: what to steer away from (replaces the unconditional branch of guidance).
         guidance_scale: 0 = unconditional, 1 = conditional without guidance, >1 stronger adherence.
-        sampler: "dpmpp_2m" (default), "dpmpp_3m" (for 25 or more steps), "euler", "heun" or "ddim".
+        sampler: "dpmpp_2m" (default), "dpmpp_2m_sde" (stochastic: fresh noise each step, seeded
+            per item), "dpmpp_3m" (for 25 or more steps), "euler", "heun" or "ddim".
         seed: base seed (item i uses seed + i) or one seed per item; None picks one (reported).
         guidance_interval: (sigma_lo, sigma_hi): guide only the steps with sigma_lo < sigma <=
             sigma_hi, the others cost half; None = the model's default (config.guidance_interval),

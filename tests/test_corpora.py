@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -317,6 +318,31 @@ def test_feature_cache_matches_the_mel_definition_and_export_fits(tmp_path):
         assert clip["mel"].shape[-1] == 43 and clip["captions"] == original["captions"]
         assert (clip["mel"] - original["mel"][..., :43]).abs().max() < tol
         assert len(_lines(tmp_path / f"e-{dtype}" / "clips.jsonl")) == info["clips"]
+
+
+def test_prepare_all_trains_on_the_synth_corpus_too(tmp_path, monkeypatch):
+    """`prepare all` builds the synth corpus beside effects and music and caches all three: the
+    evaluator's sweeps, hums, drones and noises need training examples (stand-ins here for the
+    sfx and music builders, which download packages and render scores)."""
+    import audiodiff.data.local_corpora as local
+    import audiodiff.data.music_corpus as music_mod
+
+    real_synth = local.build_synth
+    monkeypatch.setattr(sfx_mod, "build_sfx", lambda out, **kw: real_synth(out, per_class=1, duration_s=0.5,
+                                                                           labels=["clicks"], echo=None))
+    monkeypatch.setattr(music_mod, "build_music", lambda out, **kw: real_synth(out, per_class=1, duration_s=0.5,
+                                                                               labels=["beep"], echo=None))
+    monkeypatch.setattr(local, "build_synth", lambda out, **kw: real_synth(out, per_class=1, duration_s=0.5,
+                                                                           echo=None))
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["prepare", "all", "--out", str(tmp_path / "c"), "--max-mib", "1"])
+    args.func(args)
+    cached = FeatureShards(tmp_path / "c" / "features")
+    folders = [Path(c["path"]).relative_to(tmp_path / "c").parts[0] for c in cached.clips]
+    assert set(folders) == {"sfx", "music", "synth"}
+    assert folders.count("synth") == len(read_manifest(tmp_path / "c" / "synth" / "manifest.jsonl")) == 7
+    assert len(FeatureShards(tmp_path / "c" / "export")) == len(cached)
 
 
 def test_prepare_cli_and_data_card(tmp_path, capsys):

@@ -6,7 +6,7 @@
     audiodiff prepare folder my_sounds/ --out data/corpora/mine
     audiodiff prepare features data/corpora/*/manifest.jsonl --out data/features
     audiodiff prepare export data/features --out data/export      # <= 64 MiB for a GPU machine
-    audiodiff prepare all --out data/corpora                       # sfx + music + features + export
+    audiodiff prepare all --out data/corpora                       # sfx + music + synth + features + export
     audiodiff prepare check data/corpora/sfx/manifest.jsonl -n 30  # listen-as-a-user spot check
 
 Every command resumes: rerun it after an interruption and finished work is skipped. Heavy
@@ -84,6 +84,7 @@ def _check(args: argparse.Namespace) -> None:
 
 def _all(args: argparse.Namespace) -> None:
     from .feature_cache import build_feature_cache, export_compact
+    from .local_corpora import build_synth
     from .music_corpus import build_music
     from .sfx import build_sfx
 
@@ -91,7 +92,10 @@ def _all(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     build_sfx(out / "sfx", cache_dir=args.cache_dir)
     build_music(out / "music", hours=args.hours)
-    manifests = [out / "sfx" / "manifest.jsonl", out / "music" / "manifest.jsonl"]
+    # The procedural sweeps, tones, hums, noises, clicks and drones (seconds to build): the
+    # recorded corpora hold few such sounds, and the evaluator has categories of them.
+    build_synth(out / "synth")
+    manifests = [out / name / "manifest.jsonl" for name in ("sfx", "music", "synth")]
     build_feature_cache(manifests, out / "features")
     export_compact(out / "features", out / "export", max_mib=args.max_mib)
     print(f"prepare all: done in {time.perf_counter() - start:.0f} s; corpora, features and export in {out}")
@@ -173,7 +177,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", help="only this split")
     p.set_defaults(func=_check)
 
-    p = sub.add_parser("all", help="sfx + music + feature cache + compact export, in OUT/{sfx,music,features,export}")
+    p = sub.add_parser("all", help="sfx + music + synth + feature cache + compact export, "
+                                   "in OUT/{sfx,music,synth,features,export}")
     p.add_argument("--out", required=True)
     p.add_argument("--hours", type=float, default=5.0, help="hours of rendered music (default 5)")
     p.add_argument("--max-mib", type=float, default=64.0)

@@ -269,8 +269,9 @@ def run_evaluation(model: str | None = None, baseline: str | None = None,
     if empty:
         raise ValueError(f"categories with fewer than 2 real clips in {', '.join(map(str, data_dirs))}: "
                          f"{', '.join(empty)}. The evaluation set is built by `audiodiff prepare all --out "
-                         "data/corpora` plus `audiodiff prepare synth --out data/corpora/synth` (the sweeps, "
-                         "tones and noises), or pass --categories to score a subset")
+                         "data/corpora` (effects, music, and the synth corpus of sweeps, tones and noises, "
+                         "which `audiodiff prepare synth --out data/corpora/synth` adds to an older build), "
+                         "or pass --categories to score a subset")
 
     pipe, weights = pipeline, None
     if pipe is None and (model is not None or _bundled_model_present()):

@@ -209,7 +209,9 @@ def test_bundled_default_model_loads_offline_and_stays_small():
 def test_bundled_model_ends_a_finished_sound_in_silence():
     """Frames sampled past the clip's end and cut off (config.end_margin_frames): without them
     the UNet's zero padding made the last ~4 frames rise, a click after silence (a bark, seed
-    101: -24 dBFS in its last 256 samples; with the margin the floor, -84 dBFS)."""
+    101: -24 dBFS in its last 256 samples up to v0.12; with the margin the floor, -84 dBFS).
+    v0.13 ends this bark at the floor even without the margin (-81 dBFS): the margin must keep it
+    there and be no worse than none."""
     pipe = TextToAudioPipeline.from_pretrained()
     tails = {}
     for margin in (0, pipe.config.end_margin_frames):
@@ -217,7 +219,7 @@ def test_bundled_model_ends_a_finished_sound_in_silence():
         wav = pipe("a dog barking", duration_s=5.0, seed=101).waveforms[0, 0]
         assert wav[-4096:-1024].abs().max() < 1e-3, "the bark was expected to end well before the clip"
         tails[margin] = 20 * math.log10(float(wav[-256:].abs().max()) + 1e-9)
-    assert tails[0] > -45 and tails[8] < -70, tails
+    assert tails[8] < -70 and tails[8] <= tails[0] + 3, tails
 
 
 def test_resolve_dtype_names_auto_and_errors(monkeypatch):

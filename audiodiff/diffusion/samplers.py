@@ -250,8 +250,9 @@ def sample_dpmpp_2m_sde(
     eta: float = 1.0,
     **kw: Any,
 ) -> torch.Tensor:
-    """DPM-Solver++(2M) SDE (Lu et al. 2022, "DPM-Solver++", the SDE solver of its section 4,
-    second-order multistep), in sigma space; ``eta`` in [0, 1] scales the noise injected.
+    """DPM-Solver++(2M) SDE (Lu et al. 2022, "DPM-Solver++": SDE-DPM-Solver++(2M), the
+    second-order multistep solver of the diffusion SDE), in sigma space; ``eta`` in [0, 1] scales
+    the noise injected.
 
     Each step contracts x towards the data prediction faster than the ODE (``e^{-(1+eta) h}``
     instead of ``e^{-h}``, ``h = log(sigma_i / sigma_{i+1})``) and puts back fresh noise to land
@@ -272,9 +273,7 @@ def sample_dpmpp_2m_sde(
     One denoiser call per step. Returns x at ``sigmas[-1]``.
     """
     _no_options("dpmpp_2m_sde", kw)
-    eta = float(eta)
-    if not (math.isfinite(eta) and 0.0 <= eta <= 1.0):
-        raise ValueError(f"dpmpp_2m_sde eta must be in [0, 1], got {eta}")
+    eta = _check_eta("dpmpp_2m_sde", eta)
     s = _sigma_list(sigmas)
     old_denoised: torch.Tensor | None = None
     for i in range(len(s) - 1):
@@ -321,9 +320,7 @@ def sample_ddim(
     is Euler's update); eta = 1 is DDPM-like ancestral sampling. Returns x at ``sigmas[-1]``.
     """
     _no_options("ddim", kw)
-    eta = float(eta)
-    if not (math.isfinite(eta) and 0.0 <= eta <= 1.0):
-        raise ValueError(f"ddim eta must be in [0, 1], got {eta}")
+    eta = _check_eta("ddim", eta)
     s = _sigma_list(sigmas)
     for i in range(len(s) - 1):
         sigma, sigma_next = s[i], s[i + 1]
@@ -335,6 +332,14 @@ def sample_ddim(
         if sigma_up > 0:
             x = x + sigma_up * randn_like_cpu(x, generator)
     return x
+
+
+def _check_eta(name: str, eta: float) -> float:
+    """A stochastic sampler's noise scale as a float in [0, 1], or a ValueError naming the sampler."""
+    eta = float(eta)
+    if not (math.isfinite(eta) and 0.0 <= eta <= 1.0):
+        raise ValueError(f"{name} eta must be in [0, 1], got {eta}")
+    return eta
 
 
 def _no_options(name: str, kw: dict[str, Any]) -> None:

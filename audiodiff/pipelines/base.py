@@ -212,7 +212,7 @@ def guided_sample(
     steps = len(sigmas) - 1
     if steps == 0:
         return x
-    # The sampler's own fresh noise (DDIM eta > 0) is seeded per item too, so an item's audio
+    # The sampler's own fresh noise (DDIM eta > 0, dpmpp_2m_sde) is seeded per item too, so an item's audio
     # does not depend on the batch it was generated in.
     generator = generators_from_seeds([s + 7919 for s in seeds])
     denoise = cfg_denoise(denoiser, cond, uncond, guidance_scale, guidance_interval)
